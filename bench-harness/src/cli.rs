@@ -1,0 +1,163 @@
+//! Command-line flags, and their conversion into the option structs of `options.rs`.
+//!
+//! Flags that carry a quantity name its unit (`--duration-secs`), as STYLE.md §12 asks, so the
+//! same names can be grepped in scripts, docs and code. Subcommands are variants of `Command`;
+//! running with no subcommand is reserved for the "run everything" mode.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::options::{WalOptions, WritePathName};
+
+/// Data directory used when `--dir` is not given, relative to the current directory.
+pub const DATA_DIR_DEFAULT: &str = "ringlog-bench-data";
+
+const WAL_DURATION_SECS_DEFAULT: u64 = 30;
+const WAL_WARMUP_SECS_DEFAULT: u64 = 5;
+const WAL_DURATION_SECS_QUICK: u64 = 2;
+const WAL_WARMUP_SECS_QUICK: u64 = 1;
+
+/// ringlog's benchmark harness: raw-device baselines and ringlog scenarios, measured in one
+/// run and reported side by side as ratios.
+#[derive(Debug, Parser)]
+#[command(name = "ringlog-bench", version)]
+pub struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One benchmark family per subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The write-ahead log alone: device baselines, then WAL appends per write path.
+    Wal(WalArgs),
+}
+
+/// Flags of `ringlog-bench wal`.
+#[derive(Debug, Args)]
+pub struct WalArgs {
+    /// Short runs and fewer baseline samples; finishes in under a minute.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Data directory, created if missing and removed at exit; it must be empty if it exists.
+    #[arg(long, value_name = "DIR", default_value = DATA_DIR_DEFAULT)]
+    pub dir: PathBuf,
+
+    /// Write path(s) to measure.
+    #[arg(long, value_enum, default_value_t = WritePathArg::Both)]
+    pub write_path: WritePathArg,
+
+    /// Measured seconds per run [default: 30, or 2 with --quick].
+    #[arg(long, value_name = "N")]
+    pub duration_secs: Option<u64>,
+
+    /// Unmeasured warm-up seconds per run [default: 5, or 1 with --quick].
+    #[arg(long, value_name = "N")]
+    pub warmup_secs: Option<u64>,
+}
+
+/// `--write-path` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WritePathArg {
+    /// O_DIRECT through io_uring.
+    Direct,
+    /// mmap plus fdatasync.
+    Mmap,
+    /// Both, direct first.
+    Both,
+}
+
+impl WritePathArg {
+    /// The write paths this value selects, in report order.
+    pub fn write_paths(self) -> Vec<WritePathName> {
+        match self {
+            WritePathArg::Direct => vec![WritePathName::Direct],
+            WritePathArg::Mmap => vec![WritePathName::Mmap],
+            WritePathArg::Both => vec![WritePathName::Direct, WritePathName::Mmap],
+        }
+    }
+}
+
+impl WalArgs {
+    /// The scenarios' options, with `dir` replaced by the prepared (absolute) data directory.
+    pub fn to_options(&self, dir: PathBuf) -> WalOptions {
+        let (duration_secs_default, warmup_secs_default) = if self.quick {
+            (WAL_DURATION_SECS_QUICK, WAL_WARMUP_SECS_QUICK)
+        } else {
+            (WAL_DURATION_SECS_DEFAULT, WAL_WARMUP_SECS_DEFAULT)
+        };
+        let duration_secs = self.duration_secs.unwrap_or(duration_secs_default);
+        let warmup_secs = self.warmup_secs.unwrap_or(warmup_secs_default);
+        WalOptions {
+            dir,
+            quick: self.quick,
+            write_paths: self.write_path.write_paths(),
+            duration: Duration::from_secs(duration_secs),
+            warmup: Duration::from_secs(warmup_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Parses real argument vectors and checks defaults, the quick-mode defaults and that
+    // explicit flags win over both.
+    #[test]
+    fn wal_flags_and_defaults() {
+        let cli = Cli::try_parse_from(["ringlog-bench", "wal"]).unwrap();
+        let Some(Command::Wal(args)) = cli.command else {
+            panic!("expected the wal subcommand");
+        };
+        assert_eq!(args.dir, PathBuf::from(DATA_DIR_DEFAULT));
+        let options = args.to_options(PathBuf::from("/data"));
+        assert_eq!(
+            options.write_paths,
+            [WritePathName::Direct, WritePathName::Mmap]
+        );
+        assert_eq!(options.duration, Duration::from_secs(30));
+        assert_eq!(options.warmup, Duration::from_secs(5));
+        assert!(!options.quick);
+
+        let cli = Cli::try_parse_from([
+            "ringlog-bench",
+            "wal",
+            "--quick",
+            "--write-path",
+            "mmap",
+            "--warmup-secs",
+            "0",
+        ])
+        .unwrap();
+        let Some(Command::Wal(args)) = cli.command else {
+            panic!("expected the wal subcommand");
+        };
+        let options = args.to_options(PathBuf::from("/data"));
+        assert!(options.quick);
+        assert_eq!(options.write_paths, [WritePathName::Mmap]);
+        assert_eq!(options.duration, Duration::from_secs(2));
+        assert_eq!(options.warmup, Duration::ZERO);
+    }
+
+    #[test]
+    fn rejects_unknown_write_path_and_allows_no_subcommand() {
+        assert!(Cli::try_parse_from(["ringlog-bench", "wal", "--write-path", "aio"]).is_err());
+        let cli = Cli::try_parse_from(["ringlog-bench"]).unwrap();
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

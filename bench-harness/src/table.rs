@@ -1,0 +1,318 @@
+//! The report as a text table for a terminal: environment, baselines, one row per run, and a
+//! PASS/FAIL line per run that has a target.
+//!
+//! Rendering only formats what `report.rs` computed (ratios, verdicts); it decides nothing, so
+//! the table and the JSON of one run always agree.
+
+use ringlog_types::units::{KIB, MIB};
+
+use crate::baseline::Baselines;
+use crate::environment::Environment;
+use crate::report::{BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target};
+
+/// The whole report as text, ending in a newline.
+pub fn render(report: &Report) -> String {
+    let mut lines = Vec::new();
+    render_environment(&report.environment, &mut lines);
+    render_baselines(&report.baselines, &mut lines);
+    render_runs(&report.runs, &report.baselines, &mut lines);
+    render_targets(&report.runs, &report.baselines, &mut lines);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+fn render_environment(environment: &Environment, lines: &mut Vec<String>) {
+    let block_size = environment
+        .logical_block_size_bytes
+        .map_or_else(|| "unknown".to_owned(), |size| format!("{size} B"));
+    lines.push("ringlog-bench (latency in µs; MB = 10^6 bytes)".to_owned());
+    lines.push(format!("  kernel       {}", environment.kernel));
+    lines.push(format!(
+        "  cpu          {}, {} cores",
+        environment.cpu, environment.cores
+    ));
+    lines.push(format!(
+        "  file system  {} on {} ({})",
+        environment.filesystem, environment.mount_point, environment.mount_options
+    ));
+    lines.push(format!(
+        "  device       {}, logical block {block_size}",
+        environment.device_model
+    ));
+    lines.push(format!("  git          {}", environment.git_sha));
+    lines.push(format!("  data dir     {}", environment.data_dir));
+}
+
+fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
+    let mode = if baselines.o_direct {
+        "O_DIRECT"
+    } else {
+        "buffered, O_DIRECT refused"
+    };
+    lines.push(String::new());
+    lines.push(format!(
+        "baselines ({mode}, sequential, pre-filled file, this run):"
+    ));
+    lines.push(format!(
+        "  4 KiB write+fdatasync QD1  {}  ({} samples)",
+        format_percentiles(&baselines.fdatasync_4k_qd1_us),
+        baselines.fdatasync_4k_qd1_sample_count
+    ));
+    lines.push(format!(
+        "  1 MiB write+fdatasync      {:.1} MB/s  p50 {}  p99 {}  ({})",
+        baselines.write_fdatasync_1m_mb_per_s,
+        baselines.write_fdatasync_1m_us.p50,
+        baselines.write_fdatasync_1m_us.p99,
+        format_size(baselines.write_fdatasync_1m_total_bytes)
+    ));
+}
+
+fn format_percentiles(latency_us: &LatencySummary) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+        latency_us.p50,
+        latency_us.p90,
+        latency_us.p99,
+        latency_us.p999,
+        latency_us.p9999,
+        latency_us.max
+    )
+}
+
+fn render_runs(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<String>) {
+    lines.push(String::new());
+    if runs.is_empty() {
+        lines.push("runs: none".to_owned());
+        return;
+    }
+    let show_ack = runs.iter().any(|run| run.ack_mode.is_some());
+    let mut header = vec!["scenario", "path"];
+    if show_ack {
+        header.push("ack");
+    }
+    header.extend([
+        "payload",
+        "conc",
+        "records/s",
+        "MB/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "vs baseline",
+    ]);
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for run in runs {
+        let mut cells = vec![run.scenario.clone(), run.write_path.clone()];
+        if show_ack {
+            cells.push(run.ack_mode.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        cells.extend([
+            format_size(run.payload_bytes),
+            run.concurrency.to_string(),
+            format!("{:.0}", run.records_per_s),
+            format!("{:.1}", run.mb_per_s),
+            run.latency_us.p50.to_string(),
+            run.latency_us.p99.to_string(),
+            run.latency_us.p999.to_string(),
+            run.latency_us.max.to_string(),
+            format_vs_baseline(run.comparison, &run.ratios(baselines)),
+        ]);
+        rows.push(cells);
+    }
+    // Names on the left, numbers on the right, the free-text ratio cell last and unpadded.
+    let text_columns = if show_ack { 3 } else { 2 };
+    lines.extend(align_columns(&rows, text_columns));
+}
+
+/// Pads every column to its widest cell: the first `text_columns` left-aligned, the others
+/// right-aligned, except the last column, which is left as it is.
+fn align_columns(rows: &[Vec<String>], text_columns: usize) -> Vec<String> {
+    let column_count = rows.iter().map(Vec::len).max().unwrap_or_default();
+    let widths: Vec<usize> = (0..column_count)
+        .map(|column| {
+            let cells = rows.iter().filter_map(|row| row.get(column));
+            cells
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or_default()
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let last = row.len().saturating_sub(1);
+            let cells = row.iter().enumerate().map(|(column, cell)| {
+                let width = widths[column];
+                if column == last {
+                    cell.clone()
+                } else if column < text_columns {
+                    format!("{cell:<width$}")
+                } else {
+                    format!("{cell:>width$}")
+                }
+            });
+            cells.collect::<Vec<_>>().join("  ")
+        })
+        .collect()
+}
+
+fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<String>) {
+    let verdicts: Vec<String> = runs
+        .iter()
+        .filter_map(|run| {
+            let target = run.target?;
+            let outcome = run.target_outcome(baselines)?;
+            let verdict = if outcome.met { "PASS" } else { "FAIL" };
+            Some(format!(
+                "  {verdict}  {}  target: {}, measured {}",
+                run_label(run),
+                target.description(),
+                format_target_actual(target, outcome.actual)
+            ))
+        })
+        .collect();
+    if !verdicts.is_empty() {
+        lines.push(String::new());
+        lines.push("targets:".to_owned());
+        lines.extend(verdicts);
+    }
+}
+
+/// The measured value a target is about, in the target's own unit.
+fn format_target_actual(target: Target, actual: Option<f64>) -> String {
+    match (target, actual) {
+        (_, None) => "nothing (no baseline to compare with)".to_owned(),
+        (Target::BandwidthPercentMin(_), Some(percent)) => format!("{percent:.0}%"),
+        (Target::P50RatioMax(_) | Target::P99RatioMax(_), Some(ratio)) => format!("{ratio:.2}x"),
+    }
+}
+
+/// "scenario (write path[, ack mode])", e.g. "append_qd1 (direct, quorum)".
+fn run_label(run: &RunResult) -> String {
+    match &run.ack_mode {
+        Some(ack_mode) => format!("{} ({}, {ack_mode})", run.scenario, run.write_path),
+        None => format!("{} ({})", run.scenario, run.write_path),
+    }
+}
+
+/// The ratio cell of a run: latency ratios for QD1 runs, bandwidth share for saturated ones.
+pub fn format_vs_baseline(comparison: Comparison, ratios: &BaselineRatios) -> String {
+    let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
+    match comparison {
+        Comparison::LatencyQd1 => format!(
+            "p50 {}  p99 {}",
+            ratio(ratios.p50_ratio),
+            ratio(ratios.p99_ratio)
+        ),
+        Comparison::Bandwidth => match ratios.bandwidth_percent {
+            Some(percent) => format!("{percent:.0}% of 1 MiB bandwidth"),
+            None => "- of 1 MiB bandwidth".to_owned(),
+        },
+        Comparison::None => "-".to_owned(),
+    }
+}
+
+/// A byte count in the largest binary unit that divides it: "4 KiB", "1 MiB", "100 B".
+pub fn format_size(bytes: u64) -> String {
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{sample_baselines, sample_run};
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            (0, "0 B"),
+            (100, "100 B"),
+            (4096, "4 KiB"),
+            (1536, "1536 B"),
+            (MIB, "1 MiB"),
+            (MIB + KIB, "1025 KiB"),
+            (64 * MIB, "64 MiB"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(format_size(bytes), text);
+        }
+    }
+
+    #[test]
+    fn ratio_cells() {
+        let ratios = BaselineRatios {
+            p50_ratio: Some(1.25),
+            p99_ratio: None,
+            bandwidth_percent: Some(74.6),
+        };
+        assert_eq!(
+            format_vs_baseline(Comparison::LatencyQd1, &ratios),
+            "p50 1.25x  p99 -"
+        );
+        assert_eq!(
+            format_vs_baseline(Comparison::Bandwidth, &ratios),
+            "75% of 1 MiB bandwidth"
+        );
+        assert_eq!(format_vs_baseline(Comparison::None, &ratios), "-");
+    }
+
+    // Text columns pad left-aligned, numbers right-aligned, and the last cell is not padded.
+    #[test]
+    fn aligns_columns() {
+        let rows = [
+            vec!["name".to_owned(), "n".to_owned(), "note".to_owned()],
+            vec!["a".to_owned(), "1000".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(
+            align_columns(&rows, 1),
+            ["name     n  note", "a     1000  x"]
+        );
+    }
+
+    // Renders a report with one passing and one failing target and checks that the rows, the
+    // ratio cells and both verdict lines appear.
+    #[test]
+    fn renders_rows_and_verdicts() {
+        let report = Report {
+            environment: Environment::collect(std::path::Path::new("/")),
+            baselines: sample_baselines(),
+            runs: vec![
+                sample_run(Comparison::LatencyQd1, Some(Target::P50RatioMax(1.3))),
+                sample_run(
+                    Comparison::Bandwidth,
+                    Some(Target::BandwidthPercentMin(80.0)),
+                ),
+            ],
+        };
+        let text = render(&report);
+        assert!(text.contains("p50 1.25x  p99 2.50x"), "{text}");
+        assert!(text.contains("75% of 1 MiB bandwidth"), "{text}");
+        assert!(
+            text.contains(
+                "PASS  append_qd1 (direct)  target: p50 <= 1.3x baseline, measured 1.25x"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAIL  append_qd1 (direct)  target: >= 80% of baseline bandwidth"),
+            "{text}"
+        );
+        assert!(
+            text.lines().all(|line| line.chars().count() <= 140),
+            "{text}"
+        );
+
+        let empty = Report {
+            runs: Vec::new(),
+            ..report
+        };
+        assert!(render(&empty).contains("runs: none"));
+    }
+}

@@ -1,0 +1,149 @@
+//! End-to-end checks of the `ringlog-bench` binary.
+//!
+//! They run the built binary the way an operator would (`wal --quick` with `--json` and
+//! `--dir`), then check the JSON report against the documented schema and that the data
+//! directory is gone afterwards. A second test checks that a non-empty directory is refused
+//! and left untouched, since the harness deletes its data directory at exit.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const LATENCY_KEYS: [&str; 6] = ["p50", "p90", "p99", "p999", "p9999", "max"];
+
+fn run_bench(arguments: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringlog-bench"))
+        .args(arguments)
+        .output()
+        .expect("the ringlog-bench binary starts")
+}
+
+fn assert_latency_summary(value: &Value, what: &str) {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{what} is not an object: {value}"));
+    for key in LATENCY_KEYS {
+        assert!(
+            object[key].is_u64(),
+            "{what}.{key} is not an integer: {value}"
+        );
+    }
+    let ordered: Vec<u64> = LATENCY_KEYS
+        .iter()
+        .map(|key| object[*key].as_u64().expect("checked above"))
+        .collect();
+    assert!(
+        ordered.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{what} not monotonic: {value}"
+    );
+}
+
+fn assert_string_keys(value: &Value, keys: &[&str], what: &str) {
+    for key in keys {
+        assert!(
+            value[*key].is_string(),
+            "{what}.{key} missing or not a string: {value}"
+        );
+    }
+}
+
+// `wal --quick` end to end: schema of environment, baselines and every run, plausible
+// baselines, a table on stdout, and no data directory left behind.
+#[test]
+fn wal_quick_writes_the_json_report_and_removes_its_data() {
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("out.json");
+    let data_dir = scratch.path().join("data");
+    let output = run_bench(&[
+        "wal",
+        "--quick",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr:\n{stderr}",
+        output.status
+    );
+    assert!(!data_dir.exists(), "data directory left behind");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("4 KiB write+fdatasync QD1"),
+        "stdout:\n{stdout}"
+    );
+
+    let report: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    let environment = &report["environment"];
+    let environment_keys = [
+        "kernel",
+        "cpu",
+        "filesystem",
+        "mount_options",
+        "device_model",
+        "git_sha",
+    ];
+    assert_string_keys(environment, &environment_keys, "environment");
+
+    let baselines = &report["baselines"];
+    assert_latency_summary(
+        &baselines["fdatasync_4k_qd1_us"],
+        "baselines.fdatasync_4k_qd1_us",
+    );
+    assert!(
+        baselines["fdatasync_4k_qd1_us"]["p50"].as_u64().unwrap() > 0,
+        "{baselines}"
+    );
+    let bandwidth = baselines["write_fdatasync_1m_mb_per_s"].as_f64().unwrap();
+    assert!(bandwidth > 0.0, "{baselines}");
+    assert!(baselines["o_direct"].is_boolean(), "{baselines}");
+
+    for run in report["runs"].as_array().expect("runs is an array") {
+        assert_run(run);
+    }
+}
+
+fn assert_run(run: &Value) {
+    assert_string_keys(run, &["scenario", "write_path"], "run");
+    for key in ["payload_bytes", "concurrency"] {
+        assert!(run[key].is_u64(), "run.{key}: {run}");
+    }
+    for key in ["records_per_s", "mb_per_s"] {
+        assert!(run[key].is_number(), "run.{key}: {run}");
+    }
+    assert_latency_summary(&run["latency_us"], "run.latency_us");
+    if let Some(ack_mode) = run.get("ack_mode") {
+        assert!(ack_mode.is_string(), "run.ack_mode: {run}");
+    }
+    if let Some(target) = run.get("target") {
+        assert!(target["met"].is_boolean(), "run.target.met: {run}");
+    }
+}
+
+// The data directory is deleted at exit, so one that already holds files must be refused
+// before anything is written, and its files must survive.
+#[test]
+fn refuses_a_non_empty_data_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let precious = scratch.path().join("precious");
+    fs::write(&precious, b"keep me").unwrap();
+    let output = run_bench(&["wal", "--quick", "--dir", scratch.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not empty"), "stderr:\n{stderr}");
+    assert_eq!(fs::read(&precious).unwrap(), b"keep me");
+    assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn no_subcommand_explains_what_to_run() {
+    let output = run_bench(&[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ringlog-bench wal"), "stderr:\n{stderr}");
+    assert!(Path::new(env!("CARGO_BIN_EXE_ringlog-bench")).exists());
+}
