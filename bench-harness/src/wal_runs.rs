@@ -1,11 +1,48 @@
-//! WAL scenarios are wired by the WAL crate's author.
+//! The partition log's scenarios: queue depth 1 with 1 KiB batches (latency), and saturated
+//! by many concurrent appenders with 16 KiB and with 1 KiB batches (throughput and latency),
+//! for each write path, in the same run as the device baselines.
 //!
-//! Until then this placeholder measures nothing, so `ringlog-bench wal` reports the device
-//! baselines alone.
+//! The appenders live in this thread, as a shard's producers would: each has one batch
+//! outstanding and appends the next the moment its previous one is durable. They start in
+//! two halves so that one half is staged while the other's commit is in flight, which is the
+//! steady state of group commit under load. Latency is measured from `append` to the commit
+//! completion that made the batch durable.
+//!
+//! The saturated runs write into segments filled before the measurement starts (the
+//! `spare_segments_count` of the run), and stop at their duration or when those are used up:
+//! they measure the log's append path, not the background zero-fill, which competes for the
+//! same device once the spares run out (see docs/wal-format.md).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use ringlog_batch::BatchBuilder;
+use ringlog_types::units::{KIB, MIB};
+use ringlog_types::{Epoch, Offset};
+use ringlog_wal::{Error, PartitionHandle, Wal, WalConfig, WritePath};
+use serde_json::{json, Map};
 
 use crate::baseline::Baselines;
-use crate::options::WalOptions;
-use crate::report::RunResult;
+use crate::latency::{new_histogram, record_us};
+use crate::options::{WalOptions, WritePathName};
+use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult, Target};
+
+/// Segment size for the benchmark's logs.
+const SEGMENT_SIZE_BYTES: u64 = 256 * MIB;
+/// How long to wait for the spare segments to be filled before a run.
+const SPARES_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// One scenario's shape.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    name: &'static str,
+    payload_bytes: u64,
+    concurrency: u64,
+    spare_segments_count: usize,
+}
 
 /// Runs every WAL scenario selected by `options` and returns one result per run, in order.
 /// `progress` receives one human-readable line per step (printed to stderr).
@@ -14,6 +51,210 @@ pub fn run_wal_scenarios(
     baselines: &Baselines,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<RunResult>> {
-    let _ = (options, baselines, progress);
-    Ok(Vec::new())
+    let _ = baselines;
+    let spares = if options.quick { 8 } else { 24 };
+    let shapes = [
+        Shape { name: "wal_qd1", payload_bytes: KIB, concurrency: 1, spare_segments_count: 1 },
+        Shape { name: "wal_saturated", payload_bytes: 16 * KIB, concurrency: 128, spare_segments_count: spares },
+        Shape { name: "wal_saturated", payload_bytes: KIB, concurrency: 2048, spare_segments_count: spares },
+    ];
+    let mut results = Vec::new();
+    for write_path in &options.write_paths {
+        for (index, shape) in shapes.iter().enumerate() {
+            progress(&format!(
+                "wal: {} {} B x {} appenders ({})",
+                shape.name, shape.payload_bytes, shape.concurrency, write_path
+            ));
+            let dir = options.dir.join(format!("wal-{}-{index}", write_path.as_str()));
+            let result = run_shape(&dir, *write_path, *shape, options)
+                .with_context(|| format!("{} on {write_path}", shape.name))?;
+            std::fs::remove_dir_all(&dir).ok();
+            results.push(result);
+        }
+    }
+    Ok(results)
+}
+
+fn run_shape(dir: &Path, write_path: WritePathName, shape: Shape, options: &WalOptions) -> anyhow::Result<RunResult> {
+    let mut config = WalConfig::new(dir, wal_write_path(write_path));
+    config.segment_size_bytes = SEGMENT_SIZE_BYTES;
+    config.spare_segments_count = shape.spare_segments_count;
+    config.tail_chunk_bytes = 4 * MIB;
+    config.tail_chunks_max = 4;
+    let mut wal = Wal::new(config)?;
+    let partition = wal.open_partition("bench-0")?;
+    wait_for_spares(&mut wal, partition, shape.spare_segments_count)?;
+    let batch = batch_of(shape.payload_bytes);
+    // The active segment and the spares hold (spares + 1) segments; stop one short of that.
+    let bytes_max = SEGMENT_SIZE_BYTES * shape.spare_segments_count as u64;
+    let mut driver = Driver::new(&mut wal, partition, &batch, shape.concurrency);
+    driver.run_for(options.warmup, u64::MAX)?;
+    driver.reset_counts();
+    let started = Instant::now();
+    driver.run_for(options.duration, bytes_max)?;
+    let elapsed = started.elapsed();
+    let durable_batches = driver.durable_batches;
+    let histogram = driver.histogram.clone();
+    let fills_avoided = driver.bytes_appended;
+    drop(driver);
+    wal.close()?;
+    Ok(result_for(shape, write_path, durable_batches, elapsed, &histogram, fills_avoided))
+}
+
+fn result_for(
+    shape: Shape,
+    write_path: WritePathName,
+    durable_batches: u64,
+    elapsed: Duration,
+    histogram: &Histogram<u64>,
+    bytes_appended: u64,
+) -> RunResult {
+    let bytes = durable_batches * shape.payload_bytes;
+    let direct = write_path == WritePathName::Direct;
+    let (comparison, target) = if shape.concurrency == 1 {
+        (Comparison::LatencyQd1, direct.then_some(Target::P50RatioMax(1.3)))
+    } else if shape.payload_bytes == 16 * KIB {
+        (Comparison::Bandwidth, direct.then_some(Target::BandwidthPercentMin(70.0)))
+    } else {
+        (Comparison::Bandwidth, None)
+    };
+    let mut extra = Map::new();
+    extra.insert("batches_per_s".into(), json!(per_s(durable_batches, elapsed)));
+    extra.insert("measured_secs".into(), json!(elapsed.as_secs_f64()));
+    extra.insert("bytes_appended".into(), json!(bytes_appended));
+    extra.insert("segments_prefilled".into(), json!(shape.spare_segments_count));
+    RunResult {
+        scenario: shape.name.to_string(),
+        write_path: write_path.as_str().to_string(),
+        ack_mode: None,
+        payload_bytes: shape.payload_bytes,
+        concurrency: shape.concurrency,
+        records_per_s: per_s(durable_batches * records_per_batch(shape.payload_bytes), elapsed),
+        mb_per_s: mb_per_s(bytes, elapsed),
+        latency_us: LatencySummary::from_histogram(histogram),
+        comparison,
+        target,
+        extra,
+    }
+}
+
+fn wal_write_path(name: WritePathName) -> WritePath {
+    match name {
+        WritePathName::Direct => WritePath::Direct,
+        WritePathName::Mmap => WritePath::Mmap,
+    }
+}
+
+/// Waits until the housekeeper has filled `count` spare segments.
+fn wait_for_spares(wal: &mut Wal, partition: PartitionHandle, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SPARES_WAIT_MAX;
+    while wal.spares_ready(partition)? < count {
+        if Instant::now() > deadline {
+            bail!("spare segments not filled within {} s", SPARES_WAIT_MAX.as_secs());
+        }
+        wal.poll()?;
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Records of 1 KiB (at most): a 16 KiB batch holds 16 of them, as a Kafka producer's
+/// default `batch.size` would.
+fn records_per_batch(payload_bytes: u64) -> u64 {
+    (payload_bytes / KIB).max(1)
+}
+
+/// A batch whose total size is `payload_bytes` (records of 1 KiB, headers included).
+fn batch_of(payload_bytes: u64) -> Vec<u8> {
+    let records = records_per_batch(payload_bytes);
+    let overhead = 61 + 20 * records;
+    let value_bytes = usize::try_from((payload_bytes - overhead) / records).expect("fits");
+    let value = vec![b'r'; value_bytes];
+    let mut builder = BatchBuilder::new(0);
+    for _ in 0..records {
+        builder.push(0, None, Some(&value), &[]);
+    }
+    builder.build()
+}
+
+/// The appenders of one run.
+struct Driver<'a> {
+    wal: &'a mut Wal,
+    partition: PartitionHandle,
+    batch: &'a [u8],
+    concurrency: u64,
+    /// Outstanding batches: (next offset, append time), in offset order.
+    outstanding: VecDeque<(Offset, Instant)>,
+    histogram: Histogram<u64>,
+    durable_batches: u64,
+    bytes_appended: u64,
+}
+
+impl<'a> Driver<'a> {
+    fn new(wal: &'a mut Wal, partition: PartitionHandle, batch: &'a [u8], concurrency: u64) -> Driver<'a> {
+        Driver {
+            wal,
+            partition,
+            batch,
+            concurrency,
+            outstanding: VecDeque::new(),
+            histogram: new_histogram(),
+            durable_batches: 0,
+            bytes_appended: 0,
+        }
+    }
+
+    fn reset_counts(&mut self) {
+        self.histogram.reset();
+        self.durable_batches = 0;
+        self.bytes_appended = 0;
+    }
+
+    /// Appends one batch; false if the log pushed back (retry after the next completion).
+    fn append_one(&mut self) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        match self.wal.append(self.partition, self.batch, Epoch(1)) {
+            Ok(info) => {
+                self.outstanding.push_back((info.next_offset, started));
+                self.bytes_appended += self.batch.len() as u64;
+                Ok(true)
+            }
+            Err(Error::Backpressure { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Runs the appenders for `duration` or until `bytes_max` bytes were appended, then
+    /// waits for everything outstanding.
+    fn run_for(&mut self, duration: Duration, bytes_max: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + duration;
+        let half = (self.concurrency / 2).max(1);
+        while (self.outstanding.len() as u64) < half && self.append_one()? {}
+        self.wal.poll()?;
+        while Instant::now() < deadline && self.bytes_appended < bytes_max {
+            while (self.outstanding.len() as u64) < self.concurrency && self.append_one()? {}
+            self.wal.wait()?;
+            self.collect_durable()?;
+        }
+        while !self.outstanding.is_empty() {
+            self.wal.wait()?;
+            self.collect_durable()?;
+        }
+        Ok(())
+    }
+
+    fn collect_durable(&mut self) -> anyhow::Result<()> {
+        let durable_end = self.wal.ends(self.partition)?.durable_end;
+        self.wal.drain_durable_events().for_each(drop);
+        let now = Instant::now();
+        while let Some(&(next_offset, started)) = self.outstanding.front() {
+            if next_offset > durable_end {
+                break;
+            }
+            self.outstanding.pop_front();
+            record_us(&mut self.histogram, now - started);
+            self.durable_batches += 1;
+        }
+        Ok(())
+    }
 }

@@ -193,8 +193,9 @@ impl EpochHistory {
             epoch,
             start_offset,
         });
-        #[cfg(debug_assertions)]
-        self.check_invariants();
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
         Ok(true)
     }
 
@@ -241,8 +242,9 @@ impl EpochHistory {
             .entries
             .partition_point(|entry| entry.start_offset < offset);
         self.entries.truncate(kept_count);
-        #[cfg(debug_assertions)]
-        self.check_invariants();
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
     }
 
     /// Drops the epochs that lie wholly below the new log start, and moves the start of the
@@ -256,8 +258,9 @@ impl EpochHistory {
             self.entries.drain(..covering_index);
             self.entries[0].start_offset = log_start;
         }
-        #[cfg(debug_assertions)]
-        self.check_invariants();
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
     }
 
     /// The entries, oldest epoch first.

@@ -1,0 +1,326 @@
+//! Behaviour of the partition log through its public API, on both write paths: appends,
+//! group commit, reads from the tail and from disk, reopening, segment rolls, bad input,
+//! retention, truncation and epochs. Each test runs once per write path.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{append_next, batch_for, small_config, split_batches, verify_log, WRITE_PATHS};
+use ringlog_types::units::KIB;
+use ringlog_types::{Epoch, Offset};
+use ringlog_wal::{Error, Wal, WalConfig, WritePath};
+
+/// Appends batches of varying sizes, syncs, and reads everything back: the bytes are the
+/// producer's with offsets stamped, contiguous, from the in-memory tail and from disk.
+#[test]
+fn append_sync_read_round_trip() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut expected_end = Offset(0);
+        for round in 0..300u64 {
+            expected_end = append_next(&mut wal, partition, 1 + round % 7);
+            if round % 10 == 0 {
+                wal.poll().unwrap();
+            }
+        }
+        assert_eq!(wal.sync(partition).unwrap(), expected_end, "{write_path:?}");
+        assert_eq!(verify_log(&mut wal, partition), expected_end);
+        let ends = wal.ends(partition).unwrap();
+        assert_eq!(ends.log_end, expected_end);
+        assert_eq!(ends.written_end, expected_end);
+    }
+}
+
+/// Everything synced before the log is dropped is there after reopening, and appends go on
+/// from the old log end.
+#[test]
+fn reopen_keeps_everything_and_appends_continue() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path(), write_path);
+        let end = {
+            let mut wal = Wal::new(config.clone()).unwrap();
+            let partition = wal.open_partition("topic-0").unwrap();
+            for _ in 0..200 {
+                append_next(&mut wal, partition, 3);
+            }
+            wal.sync(partition).unwrap()
+        };
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(
+            wal.ends(partition).unwrap().durable_end,
+            end,
+            "{write_path:?}"
+        );
+        assert_eq!(verify_log(&mut wal, partition), end);
+        let next = append_next(&mut wal, partition, 2);
+        assert_eq!(wal.sync(partition).unwrap(), next);
+        assert_eq!(verify_log(&mut wal, partition), next);
+    }
+}
+
+/// Many appends between two polls become one commit: the durable end moves in fewer steps
+/// than there were appends.
+#[test]
+fn group_commit_takes_everything_staged() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        for _ in 0..50 {
+            append_next(&mut wal, partition, 1);
+        }
+        let end = wal.sync(partition).unwrap();
+        let commits = wal.drain_durable_events().count();
+        assert_eq!(end, Offset(50));
+        assert!(
+            commits <= 2,
+            "50 appends staged together took {commits} commits"
+        );
+    }
+}
+
+/// A read never returns data at or above the durable end unless asked to, and a read from
+/// the middle of a batch returns that whole batch.
+#[test]
+fn reads_respect_the_bound_and_batch_boundaries() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        append_next(&mut wal, partition, 5);
+        wal.sync(partition).unwrap();
+        append_next(&mut wal, partition, 5);
+        let read = wal.read(partition, Offset(0), 1 << 20, None).unwrap();
+        assert_eq!(
+            read.next_offset,
+            Offset(5),
+            "only the durable batch: {write_path:?}"
+        );
+        let read = wal
+            .read(partition, Offset(0), 1 << 20, Some(Offset(10)))
+            .unwrap();
+        assert_eq!(
+            read.next_offset,
+            Offset(10),
+            "an explicit bound reaches staged data"
+        );
+        let read = wal.read(partition, Offset(3), 1, None).unwrap();
+        assert_eq!(
+            read.first_offset,
+            Some(Offset(0)),
+            "the batch holding offset 3, whole"
+        );
+        assert_eq!(split_batches(&read.to_vec()).len(), 1);
+        let past = wal.read(partition, Offset(11), 1, None);
+        assert!(
+            matches!(past, Err(Error::OffsetOutOfRange { .. })),
+            "{past:?}"
+        );
+    }
+}
+
+/// A batch with a bad CRC and an oversized batch are refused with their own errors, and the
+/// log is unchanged and usable afterwards.
+#[test]
+fn bad_batches_are_refused_and_the_log_goes_on() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut corrupt = batch_for(0, 2);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x40;
+        let result = wal.append(partition, &corrupt, Epoch(1));
+        assert!(matches!(result, Err(Error::InvalidBatch(_))), "{result:?}");
+        let huge = batch_for(0, 200);
+        assert!(huge.len() > 32 * 1024);
+        let result = wal.append(partition, &huge, Epoch(1));
+        assert!(
+            matches!(result, Err(Error::BatchTooLarge { .. })),
+            "{result:?}"
+        );
+        assert_eq!(wal.ends(partition).unwrap().log_end, Offset(0));
+        append_next(&mut wal, partition, 2);
+        assert_eq!(wal.sync(partition).unwrap(), Offset(2));
+        verify_log(&mut wal, partition);
+    }
+}
+
+/// Writing several segments' worth rolls the log; reads cross segment boundaries, from disk
+/// and from memory; sealed segments get their index files written in the background.
+#[test]
+fn segments_roll_and_reads_cross_them() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path(), write_path);
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut end = Offset(0);
+        while end < Offset(6000) {
+            end = append_next(&mut wal, partition, 8);
+            match wal.sync(partition) {
+                Ok(_) => {}
+                Err(error) => panic!("{write_path:?}: {error}"),
+            }
+        }
+        let segments = segment_files(&dir.path().join("topic-0"));
+        assert!(
+            segments.len() >= 4,
+            "expected several segments, found {segments:?}"
+        );
+        assert_eq!(verify_log(&mut wal, partition), end);
+        wait_for(|| index_files(&dir.path().join("topic-0")) >= segments.len() - 1);
+        drop(wal);
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(verify_log(&mut wal, partition), end);
+    }
+}
+
+/// Retention by size deletes the oldest sealed segments, moves the log start, and reads
+/// below it are out of range; the files disappear.
+#[test]
+fn retention_by_size_deletes_oldest_segments() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut end = Offset(0);
+        while segment_files(&dir.path().join("topic-0")).len() < 5 {
+            end = append_next(&mut wal, partition, 8);
+            wal.sync(partition).unwrap();
+        }
+        let retention = ringlog_wal::Retention {
+            bytes_max: Some(2 * 512 * KIB),
+            age_max: None,
+        };
+        let deleted = wal.enforce_retention(partition, &retention, 0).unwrap();
+        assert!(deleted >= 3, "deleted {deleted}");
+        let ends = wal.ends(partition).unwrap();
+        assert!(ends.log_start > Offset(0));
+        assert_eq!(ends.log_end, end);
+        let below = wal.read(partition, Offset(0), 1, None);
+        assert!(
+            matches!(below, Err(Error::OffsetOutOfRange { .. })),
+            "{below:?}"
+        );
+        verify_log(&mut wal, partition);
+        wait_for(|| segment_files(&dir.path().join("topic-0")).len() <= 2);
+    }
+}
+
+/// Truncation at a batch boundary cuts the log there, keeps the removed suffix in
+/// quarantine, and survives a reopen (the removed batches do not come back).
+#[test]
+fn truncate_from_cuts_and_quarantines() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path(), write_path);
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut boundaries = Vec::new();
+        for _ in 0..400 {
+            boundaries.push(append_next(&mut wal, partition, 4));
+        }
+        wal.sync(partition).unwrap();
+        let cut = boundaries[150];
+        wal.truncate_from(partition, cut).unwrap();
+        assert_eq!(wal.ends(partition).unwrap().log_end, cut, "{write_path:?}");
+        assert_eq!(verify_log(&mut wal, partition), cut);
+        let quarantined = std::fs::read_dir(dir.path().join("topic-0/quarantine"))
+            .unwrap()
+            .count();
+        assert!(quarantined >= 1);
+        let next = append_next(&mut wal, partition, 4);
+        wal.sync(partition).unwrap();
+        drop(wal);
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(verify_log(&mut wal, partition), next);
+        let inside = wal.truncate_from(partition, Offset(cut.0 + 1));
+        assert!(inside.is_err(), "truncation inside a batch is refused");
+    }
+}
+
+/// Epochs: a new epoch is recorded with its start offset (and survives a reopen); a batch
+/// with an older epoch is fenced.
+#[test]
+fn epochs_are_recorded_and_stale_ones_fenced() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config(dir.path(), write_path);
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        wal.append(partition, &batch_for(0, 2), Epoch(1)).unwrap();
+        wal.append(partition, &batch_for(2, 2), Epoch(3)).unwrap();
+        let stale = wal.append(partition, &batch_for(4, 2), Epoch(2));
+        assert!(matches!(stale, Err(Error::FencedEpoch { .. })), "{stale:?}");
+        wal.sync(partition).unwrap();
+        drop(wal);
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let epochs: Vec<(u32, u64)> = wal
+            .epochs(partition)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|entry| (entry.epoch.0, entry.start_offset.0))
+            .collect();
+        assert_eq!(epochs, vec![(1, 0), (3, 2)], "{write_path:?}");
+    }
+}
+
+/// On a file system without O_DIRECT (tmpfs), the direct path refuses to open and names the
+/// mmap path; the mmap path works there.
+#[test]
+fn tmpfs_refuses_direct_and_names_mmap() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let error = Wal::new(WalConfig::new(dir.path(), WritePath::Direct))
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("O_DIRECT") && message.contains("mmap"),
+        "{message}"
+    );
+    let mut wal = Wal::new(small_config(dir.path(), WritePath::Mmap)).unwrap();
+    let partition = wal.open_partition("topic-0").unwrap();
+    let end = append_next(&mut wal, partition, 3);
+    assert_eq!(wal.sync(partition).unwrap(), end);
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| ringlog_wal::parse_segment_file_name(name).is_some())
+        .collect();
+    names.sort();
+    names
+}
+
+fn index_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".index"))
+        .count()
+}
+
+/// Polls `condition` until it holds, failing after 20 s (background work has no completion
+/// signal a test can wait on).
+fn wait_for(condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 20 s"
+        );
+        std::thread::park_timeout(Duration::from_millis(2));
+    }
+}
