@@ -54,9 +54,24 @@ pub fn run_wal_scenarios(
     let _ = baselines;
     let spares = if options.quick { 8 } else { 24 };
     let shapes = [
-        Shape { name: "wal_qd1", payload_bytes: KIB, concurrency: 1, spare_segments_count: 1 },
-        Shape { name: "wal_saturated", payload_bytes: 16 * KIB, concurrency: 128, spare_segments_count: spares },
-        Shape { name: "wal_saturated", payload_bytes: KIB, concurrency: 2048, spare_segments_count: spares },
+        Shape {
+            name: "wal_qd1",
+            payload_bytes: KIB,
+            concurrency: 1,
+            spare_segments_count: 1,
+        },
+        Shape {
+            name: "wal_saturated",
+            payload_bytes: 16 * KIB,
+            concurrency: 128,
+            spare_segments_count: spares,
+        },
+        Shape {
+            name: "wal_saturated",
+            payload_bytes: KIB,
+            concurrency: 2048,
+            spare_segments_count: spares,
+        },
     ];
     let mut results = Vec::new();
     for write_path in &options.write_paths {
@@ -65,7 +80,9 @@ pub fn run_wal_scenarios(
                 "wal: {} {} B x {} appenders ({})",
                 shape.name, shape.payload_bytes, shape.concurrency, write_path
             ));
-            let dir = options.dir.join(format!("wal-{}-{index}", write_path.as_str()));
+            let dir = options
+                .dir
+                .join(format!("wal-{}-{index}", write_path.as_str()));
             let result = run_shape(&dir, *write_path, *shape, options)
                 .with_context(|| format!("{} on {write_path}", shape.name))?;
             std::fs::remove_dir_all(&dir).ok();
@@ -75,7 +92,12 @@ pub fn run_wal_scenarios(
     Ok(results)
 }
 
-fn run_shape(dir: &Path, write_path: WritePathName, shape: Shape, options: &WalOptions) -> anyhow::Result<RunResult> {
+fn run_shape(
+    dir: &Path,
+    write_path: WritePathName,
+    shape: Shape,
+    options: &WalOptions,
+) -> anyhow::Result<RunResult> {
     let mut config = WalConfig::new(dir, wal_write_path(write_path));
     config.segment_size_bytes = SEGMENT_SIZE_BYTES;
     config.spare_segments_count = shape.spare_segments_count;
@@ -95,10 +117,24 @@ fn run_shape(dir: &Path, write_path: WritePathName, shape: Shape, options: &WalO
     let elapsed = started.elapsed();
     let durable_batches = driver.durable_batches;
     let histogram = driver.histogram.clone();
-    let fills_avoided = driver.bytes_appended;
+    let bytes_appended = driver.bytes_appended;
+    let commits = driver.commits;
     drop(driver);
     wal.close()?;
-    Ok(result_for(shape, write_path, durable_batches, elapsed, &histogram, fills_avoided))
+    let mut result = result_for(
+        shape,
+        write_path,
+        durable_batches,
+        elapsed,
+        &histogram,
+        bytes_appended,
+    );
+    result.extra.insert("commits".into(), json!(commits));
+    result.extra.insert(
+        "commit_bytes_avg".into(),
+        json!(bytes_appended / commits.max(1)),
+    );
+    Ok(result)
 }
 
 fn result_for(
@@ -112,24 +148,39 @@ fn result_for(
     let bytes = durable_batches * shape.payload_bytes;
     let direct = write_path == WritePathName::Direct;
     let (comparison, target) = if shape.concurrency == 1 {
-        (Comparison::LatencyQd1, direct.then_some(Target::P50RatioMax(1.3)))
+        (
+            Comparison::LatencyQd1,
+            direct.then_some(Target::P50RatioMax(1.3)),
+        )
     } else if shape.payload_bytes == 16 * KIB {
-        (Comparison::Bandwidth, direct.then_some(Target::BandwidthPercentMin(70.0)))
+        (
+            Comparison::Bandwidth,
+            direct.then_some(Target::BandwidthPercentMin(70.0)),
+        )
     } else {
         (Comparison::Bandwidth, None)
     };
     let mut extra = Map::new();
-    extra.insert("batches_per_s".into(), json!(per_s(durable_batches, elapsed)));
+    extra.insert(
+        "batches_per_s".into(),
+        json!(per_s(durable_batches, elapsed)),
+    );
     extra.insert("measured_secs".into(), json!(elapsed.as_secs_f64()));
     extra.insert("bytes_appended".into(), json!(bytes_appended));
-    extra.insert("segments_prefilled".into(), json!(shape.spare_segments_count));
+    extra.insert(
+        "segments_prefilled".into(),
+        json!(shape.spare_segments_count),
+    );
     RunResult {
         scenario: shape.name.to_string(),
         write_path: write_path.as_str().to_string(),
         ack_mode: None,
         payload_bytes: shape.payload_bytes,
         concurrency: shape.concurrency,
-        records_per_s: per_s(durable_batches * records_per_batch(shape.payload_bytes), elapsed),
+        records_per_s: per_s(
+            durable_batches * records_per_batch(shape.payload_bytes),
+            elapsed,
+        ),
         mb_per_s: mb_per_s(bytes, elapsed),
         latency_us: LatencySummary::from_histogram(histogram),
         comparison,
@@ -150,7 +201,10 @@ fn wait_for_spares(wal: &mut Wal, partition: PartitionHandle, count: usize) -> a
     let deadline = Instant::now() + SPARES_WAIT_MAX;
     while wal.spares_ready(partition)? < count {
         if Instant::now() > deadline {
-            bail!("spare segments not filled within {} s", SPARES_WAIT_MAX.as_secs());
+            bail!(
+                "spare segments not filled within {} s",
+                SPARES_WAIT_MAX.as_secs()
+            );
         }
         wal.poll()?;
         std::thread::park_timeout(Duration::from_millis(5));
@@ -188,10 +242,16 @@ struct Driver<'a> {
     histogram: Histogram<u64>,
     durable_batches: u64,
     bytes_appended: u64,
+    commits: u64,
 }
 
 impl<'a> Driver<'a> {
-    fn new(wal: &'a mut Wal, partition: PartitionHandle, batch: &'a [u8], concurrency: u64) -> Driver<'a> {
+    fn new(
+        wal: &'a mut Wal,
+        partition: PartitionHandle,
+        batch: &'a [u8],
+        concurrency: u64,
+    ) -> Driver<'a> {
         Driver {
             wal,
             partition,
@@ -201,6 +261,7 @@ impl<'a> Driver<'a> {
             histogram: new_histogram(),
             durable_batches: 0,
             bytes_appended: 0,
+            commits: 0,
         }
     }
 
@@ -208,6 +269,7 @@ impl<'a> Driver<'a> {
         self.histogram.reset();
         self.durable_batches = 0;
         self.bytes_appended = 0;
+        self.commits = 0;
     }
 
     /// Appends one batch; false if the log pushed back (retry after the next completion).
@@ -245,7 +307,7 @@ impl<'a> Driver<'a> {
 
     fn collect_durable(&mut self) -> anyhow::Result<()> {
         let durable_end = self.wal.ends(self.partition)?.durable_end;
-        self.wal.drain_durable_events().for_each(drop);
+        self.commits += self.wal.drain_durable_events().count() as u64;
         let now = Instant::now();
         while let Some(&(next_offset, started)) = self.outstanding.front() {
             if next_offset > durable_end {

@@ -51,6 +51,9 @@ pub struct WalConfig {
     pub segment_size_bytes: u64,
     /// Filled segments kept ready per partition, so that rolling never waits for a fill.
     pub spare_segments_count: usize,
+    /// Reuse segments that retention drops as spares instead of deleting them (their stale
+    /// bytes are told apart by recovery), so a log at its retention limit never zero-fills.
+    pub recycle_segments: bool,
     /// Size of one in-memory tail chunk (the buffers commits are written from and recent
     /// reads are served from); also the largest possible commit.
     pub tail_chunk_bytes: u64,
@@ -78,6 +81,7 @@ impl WalConfig {
             write_path,
             segment_size_bytes: 128 * MIB,
             spare_segments_count: 1,
+            recycle_segments: true,
             tail_chunk_bytes: 4 * MIB,
             tail_chunks_max: 4,
             batch_size_bytes_max: MIB,

@@ -38,6 +38,15 @@ pub(crate) enum Job {
     StoreEpochs { dir: PathBuf, history: EpochHistory },
     /// Delete segment files (and their indexes) that retention dropped, in order.
     Delete { paths: Vec<PathBuf> },
+    /// Turn a segment that retention dropped into a spare: rename it to spare number
+    /// `sequence` and fsync the directory (its stale bytes stay; recovery tells them apart).
+    Recycle {
+        partition: usize,
+        dir: PathBuf,
+        segment: PathBuf,
+        index: PathBuf,
+        sequence: u64,
+    },
     /// Stop after the jobs queued before this one.
     Stop,
 }
@@ -140,6 +149,27 @@ fn run(jobs: &Receiver<Job>, reports: &Sender<Report>) {
                 }
             }
             Job::Delete { paths } => delete_files(&paths),
+            Job::Recycle {
+                partition,
+                dir,
+                segment,
+                index,
+                sequence,
+            } => {
+                let report = match recycle(&dir, &segment, &index, sequence) {
+                    Ok(path) => Report::SpareReady { partition, path },
+                    Err(error) => {
+                        tracing::error!(dir = %dir.display(), %error, "recycling a segment failed");
+                        Report::SpareFailed {
+                            partition,
+                            error: Error::from_std("recycling a segment", &dir, &error),
+                        }
+                    }
+                };
+                if reports.send(report).is_err() {
+                    return;
+                }
+            }
             Job::Stop => return,
         }
     }
@@ -215,6 +245,20 @@ fn fill_spare_tmp(tmp_path: &Path, spec: SpareSpec) -> io::Result<()> {
         position += length;
     }
     file.sync_all()
+}
+
+/// Renames a dropped segment to a spare name (never replacing a file) and removes its index.
+fn recycle(dir: &Path, segment: &Path, index: &Path, sequence: u64) -> io::Result<PathBuf> {
+    let path = dir.join(spare_name(sequence));
+    fs::hard_link(segment, &path)?;
+    fs::remove_file(segment)?;
+    if let Err(error) = fs::remove_file(index) {
+        if error.kind() != io::ErrorKind::NotFound {
+            return Err(error);
+        }
+    }
+    fsync_dir(dir)?;
+    Ok(path)
 }
 
 /// fsync of a directory, which makes renames and creations in it durable.

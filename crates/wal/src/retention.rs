@@ -44,40 +44,48 @@ impl Wal {
         retention: &Retention,
         now_ms: i64,
     ) -> Result<usize> {
-        let partition = self.partition_mut(handle)?;
-        let segment_bytes = partition.segment_size_bytes;
-        let mut total_bytes =
-            segment_bytes * (u64::try_from(partition.sealed.len()).expect("fits") + 1);
-        let mut deleted = Vec::new();
-        while let Some((_, oldest)) = partition.sealed.first_key_value() {
-            let over_size = retention.bytes_max.is_some_and(|max| total_bytes > max);
-            let age_ms = i64::try_from(retention.age_max.map_or(0, |age| age.as_millis()))
-                .unwrap_or(i64::MAX);
-            let too_old = retention.age_max.is_some()
-                && oldest.max_timestamp_ms < now_ms.saturating_sub(age_ms);
-            let durable = oldest.next_offset <= partition.durable_end;
-            if !(over_size || too_old) || !durable {
-                break;
-            }
-            let (_, segment) = partition.sealed.pop_first().expect("oldest exists");
-            partition.log_start = segment.next_offset;
-            total_bytes -= segment_bytes;
-            deleted.push(segment.path.clone());
-            deleted.push(
-                partition
-                    .dir
-                    .join(SegmentIndex::file_name(segment.base_offset)),
-            );
+        let recycle = self.config.recycle_segments;
+        let spares_wanted = self.config.spare_segments_count;
+        let dropped = self
+            .partition_mut(handle)?
+            .drop_retained_segments(retention, now_ms);
+        let count = dropped.len();
+        if count == 0 {
+            return Ok(0);
         }
-        let count = deleted.len() / 2;
-        if count > 0 {
-            partition.epochs.truncate_before(partition.log_start);
-            let epochs = Job::StoreEpochs {
-                dir: partition.dir.clone(),
-                history: partition.epochs.clone(),
-            };
-            tracing::info!(partition = %partition.name, count, log_start = %partition.log_start, "retention deleted segments");
-            self.housekeeper.submit(epochs);
+        let partition = &mut self.partitions[handle.0];
+        partition.epochs.truncate_before(partition.log_start);
+        let epochs = Job::StoreEpochs {
+            dir: partition.dir.clone(),
+            history: partition.epochs.clone(),
+        };
+        tracing::info!(partition = %partition.name, count, log_start = %partition.log_start, "retention dropped segments");
+        self.housekeeper.submit(epochs);
+        let mut deleted = Vec::new();
+        for segment in dropped {
+            let partition = &mut self.partitions[handle.0];
+            let index = partition
+                .dir
+                .join(SegmentIndex::file_name(segment.base_offset));
+            if recycle && partition.spares.len() + partition.spares_requested < spares_wanted {
+                // Reuse the file as the next spare instead of filling a new one: in a log at
+                // its retention limit, segments then cost no zero-fill writes at all.
+                partition.spares_requested += 1;
+                self.spare_sequence += 1;
+                let job = Job::Recycle {
+                    partition: handle.0,
+                    dir: partition.dir.clone(),
+                    segment: segment.path,
+                    index,
+                    sequence: self.spare_sequence,
+                };
+                self.housekeeper.submit(job);
+            } else {
+                deleted.push(segment.path);
+                deleted.push(index);
+            }
+        }
+        if !deleted.is_empty() {
             self.housekeeper.submit(Job::Delete { paths: deleted });
         }
         Ok(count)
@@ -197,6 +205,33 @@ impl Wal {
                 Err(_) => position = (position + 1).next_multiple_of(block),
             }
         }
+    }
+}
+
+impl Partition {
+    /// Removes from the log, oldest first, the sealed segments `retention` drops, and returns
+    /// them. Never the active segment, nor one with a commit not yet durable.
+    fn drop_retained_segments(&mut self, retention: &Retention, now_ms: i64) -> Vec<SealedSegment> {
+        let segment_bytes = self.segment_size_bytes;
+        let mut total_bytes = segment_bytes * (u64::try_from(self.sealed.len()).expect("fits") + 1);
+        let age_ms = retention
+            .age_max
+            .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        let mut dropped = Vec::new();
+        while let Some((_, oldest)) = self.sealed.first_key_value() {
+            let over_size = retention.bytes_max.is_some_and(|max| total_bytes > max);
+            let too_old =
+                age_ms.is_some_and(|age| oldest.max_timestamp_ms < now_ms.saturating_sub(age));
+            let durable = oldest.next_offset <= self.durable_end;
+            if !(over_size || too_old) || !durable {
+                break;
+            }
+            let (_, segment) = self.sealed.pop_first().expect("oldest exists");
+            self.log_start = segment.next_offset;
+            total_bytes -= segment_bytes;
+            dropped.push(segment);
+        }
+        dropped
     }
 }
 

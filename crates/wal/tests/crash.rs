@@ -6,6 +6,8 @@
 //! `RINGLOG_CRASH_ROUNDS` sets the rounds per write path (default 50);
 //! `RINGLOG_CRASH_SEED` replays a failing run (the seed is printed).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+
 mod common;
 
 use std::io::{BufRead, BufReader};

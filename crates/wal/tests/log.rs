@@ -2,6 +2,8 @@
 //! group commit, reads from the tail and from disk, reopening, segment rolls, bad input,
 //! retention, truncation and epochs. Each test runs once per write path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! acknowledged data is the typed corruption error naming the file and the batch's position.
 //! The damage is made with ordinary file writes between a clean close and a reopen.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+
 mod common;
 
 use std::fs::OpenOptions;
