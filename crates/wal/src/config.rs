@@ -5,10 +5,20 @@
 //! a segment header block fits in one tail chunk and in one segment.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ringlog_types::units::{KIB, MIB};
 
 use crate::error::{Error, Result};
+
+/// Retention limits; `None` means unlimited.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retention {
+    /// Keep at most this many bytes of segment files (the active segment always stays).
+    pub bytes_max: Option<u64>,
+    /// Delete a sealed segment once its newest batch is older than this.
+    pub age_max: Option<Duration>,
+}
 
 /// How committed bytes reach the disk. Both pass the same conformance tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +61,10 @@ pub struct WalConfig {
     pub segment_size_bytes: u64,
     /// Filled segments kept ready per partition, so that rolling never waits for a fill.
     pub spare_segments_count: usize,
+    /// Retention the log applies by itself when it rolls: with `bytes_max`, rolling beyond it
+    /// reuses the oldest segment's file for the new segment (no zero-fill, no delete).
+    /// `Wal::enforce_retention` applies any retention (also by age) on demand.
+    pub retention: Retention,
     /// Reuse segments that retention drops as spares instead of deleting them (their stale
     /// bytes are told apart by recovery), so a log at its retention limit never zero-fills.
     pub recycle_segments: bool,
@@ -81,6 +95,7 @@ impl WalConfig {
             write_path,
             segment_size_bytes: 128 * MIB,
             spare_segments_count: 1,
+            retention: Retention::default(),
             recycle_segments: true,
             tail_chunk_bytes: 4 * MIB,
             tail_chunks_max: 4,

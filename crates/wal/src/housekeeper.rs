@@ -60,8 +60,12 @@ pub(crate) struct SpareSpec {
 
 /// What the housekeeper reports back.
 pub(crate) enum Report {
-    /// A spare is ready at `path`.
-    SpareReady { partition: usize, path: PathBuf },
+    /// A spare is ready at `path` (`recycled`: a dropped segment, not a zero-filled file).
+    SpareReady {
+        partition: usize,
+        path: PathBuf,
+        recycled: bool,
+    },
     /// Filling a spare failed; the partition cannot roll.
     SpareFailed { partition: usize, error: Error },
 }
@@ -121,7 +125,11 @@ fn run(jobs: &Receiver<Job>, reports: &Sender<Report>) {
                 sequence,
             } => {
                 let report = match fill_spare(&dir, spec, sequence) {
-                    Ok(path) => Report::SpareReady { partition, path },
+                    Ok(path) => Report::SpareReady {
+                        partition,
+                        path,
+                        recycled: false,
+                    },
                     Err(error) => {
                         tracing::error!(dir = %dir.display(), %error, "filling a spare segment failed");
                         Report::SpareFailed {
@@ -157,7 +165,11 @@ fn run(jobs: &Receiver<Job>, reports: &Sender<Report>) {
                 sequence,
             } => {
                 let report = match recycle(&dir, &segment, &index, sequence) {
-                    Ok(path) => Report::SpareReady { partition, path },
+                    Ok(path) => Report::SpareReady {
+                        partition,
+                        path,
+                        recycled: true,
+                    },
                     Err(error) => {
                         tracing::error!(dir = %dir.display(), %error, "recycling a segment failed");
                         Report::SpareFailed {

@@ -42,10 +42,10 @@ mod tail;
 pub mod testing;
 mod wal;
 
-pub use config::{WalConfig, WritePath};
+pub use config::{Retention, WalConfig, WritePath};
 pub use error::{Error, Result};
 pub use partition::{AppendInfo, Ends};
 pub use read::{ReadPart, ReadResult};
-pub use retention::{Retention, QUARANTINE_DIR};
+pub use retention::QUARANTINE_DIR;
 pub use segment::{parse_segment_file_name, segment_file_name};
 pub use wal::{PartitionHandle, Wal};

@@ -25,8 +25,8 @@ use crate::index::SegmentIndex;
 use crate::partition::Partition;
 use crate::recovery::{scan_segment, BatchLocation, ScanInput, ScanVerdict};
 use crate::segment::{
-    open_segment_file, parse_segment_file_name, segment_file_name, ActiveSegment, SealedSegment,
-    SPARE_PREFIX,
+    has_previous_life, open_segment_file, parse_segment_file_name, segment_file_name,
+    ActiveSegment, SealedSegment, Spare, SPARE_PREFIX,
 };
 use crate::tail::Tail;
 use crate::wal::{PartitionHandle, Wal};
@@ -123,6 +123,11 @@ impl Wal {
             ),
             WritePath::Direct => None,
         };
+        // Only matters while block 0 is still to be written: it then says whether the file
+        // had a previous life whose stale bytes recovery must ignore.
+        let recycled = tail.staged_end_position == 0
+            && has_previous_life(&last_path)
+                .map_err(|error| Error::from_std("reading a segment", dir, &error))?;
         let mut index = SegmentIndex::new(last_base, self.config.index_interval_bytes);
         let mut max_timestamp_ms = i64::MIN;
         for batch in &tail.batches {
@@ -162,6 +167,7 @@ impl Wal {
                 data_end_position: tail.data_end_position,
                 max_timestamp_ms,
                 awaiting_rename: None,
+                recycled,
             },
             tail: Tail::new(chunk_bytes, block, self.config.tail_chunks_max),
             staged: VecDeque::new(),
@@ -176,12 +182,20 @@ impl Wal {
             spares_requested: 0,
             poisoned: None,
             sealed_complete: Vec::new(),
+            retention: self.config.retention,
+            recycled_at_roll: Vec::new(),
         })
     }
 
     /// Creates `00000000000000000000.log` from a spare (filling one now if none is ready).
     fn create_first_segment(&mut self, dir: &Path, listing: &mut Listing) -> Result<PathBuf> {
-        let spare = match listing.spares.pop() {
+        // A recycled spare holds batches with offsets of its previous life; the first segment
+        // (base offset 0) must start from zeros, so only a fresh spare will do.
+        let fresh = listing
+            .spares
+            .iter()
+            .position(|spare| !has_previous_life(spare).unwrap_or(true));
+        let spare = match fresh.map(|position| listing.spares.remove(position)) {
             Some(spare) => spare,
             None => {
                 self.spare_sequence += 1;
@@ -390,14 +404,18 @@ impl Wal {
     }
 
     /// Spares left by an earlier run are ready to use if their size is right.
-    fn keep_spares(&self, dir: &Path, spares: &[PathBuf]) -> VecDeque<PathBuf> {
+    fn keep_spares(&self, dir: &Path, spares: &[PathBuf]) -> VecDeque<Spare> {
         let mut kept = VecDeque::new();
         for spare in spares {
             let size = fs::metadata(spare)
                 .map(|metadata| metadata.len())
                 .unwrap_or(0);
-            if size == self.config.segment_size_bytes {
-                kept.push_back(spare.clone());
+            let recycled = has_previous_life(spare);
+            if let (true, Ok(recycled)) = (size == self.config.segment_size_bytes, recycled) {
+                kept.push_back(Spare {
+                    path: spare.clone(),
+                    recycled,
+                });
             } else if let Err(error) = fs::remove_file(spare) {
                 tracing::warn!(dir = %dir.display(), %error, "could not remove a stale spare");
             }

@@ -19,7 +19,7 @@ use ringlog_uring::AppendBuf;
 use crate::epoch_file::EpochHistory;
 use crate::error::{Error, Result};
 use crate::index::SegmentIndex;
-use crate::segment::{segment_file_name, ActiveSegment, SealedSegment};
+use crate::segment::{segment_file_name, ActiveSegment, SealedSegment, Spare};
 use crate::segment_header::SegmentHeader;
 use crate::tail::{Commit, Tail};
 
@@ -76,12 +76,16 @@ pub(crate) struct Partition {
     pub written_end: Offset,
     pub log_end: Offset,
     pub epochs: EpochHistory,
-    pub spares: VecDeque<PathBuf>,
+    pub spares: VecDeque<Spare>,
     pub spare_error: Option<Error>,
     pub spares_requested: usize,
     pub poisoned: Option<Error>,
     /// Sealed segments whose last commit just became durable: their index can be stored.
     pub sealed_complete: Vec<Offset>,
+    /// Retention applied at roll time (`WalConfig::retention`).
+    pub retention: crate::config::Retention,
+    /// Segments a roll reused (their index files are to be removed, the epochs stored).
+    pub recycled_at_roll: Vec<Offset>,
 }
 
 impl Partition {
@@ -122,31 +126,42 @@ impl Partition {
             });
         }
         let header = ringlog_batch::validate(batch)?;
-        let epochs_changed = self.assign_epoch(epoch)?;
+        self.check_epoch(epoch)?;
         if !self.segment_has_room(size_bytes) {
             self.roll()?;
         }
+        let log_end_before = self.log_end;
         let info = self.stage(batch, &header, epoch)?;
+        let epochs_changed = self.assign_epoch(epoch, log_end_before)?;
         if cfg!(debug_assertions) {
             self.check_invariants();
         }
         Ok((info, epochs_changed))
     }
 
-    fn assign_epoch(&mut self, epoch: Epoch) -> Result<bool> {
-        if let Some(latest) = self.epochs.latest() {
-            if epoch < latest.epoch {
-                return Err(Error::FencedEpoch {
-                    epoch,
-                    latest: latest.epoch,
-                });
-            }
-            if epoch == latest.epoch {
-                return Ok(false);
-            }
+    /// A batch with an epoch older than the latest comes from a deposed leader.
+    fn check_epoch(&self, epoch: Epoch) -> Result<()> {
+        match self.epochs.latest() {
+            Some(latest) if epoch < latest.epoch => Err(Error::FencedEpoch {
+                epoch,
+                latest: latest.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that `epoch` starts at `start_offset` (after its first batch was staged, so a
+    /// refused append records nothing). Returns true if the history changed.
+    fn assign_epoch(&mut self, epoch: Epoch, start_offset: Offset) -> Result<bool> {
+        if self
+            .epochs
+            .latest()
+            .is_some_and(|latest| latest.epoch == epoch)
+        {
+            return Ok(false);
         }
         self.epochs
-            .assign(epoch, self.log_end)
+            .assign(epoch, start_offset)
             .map_err(|error| Error::Unexpected {
                 op: "assigning an epoch",
                 dir: self.dir.clone(),
@@ -169,7 +184,14 @@ impl Partition {
     /// to its final name in the cycle that writes its first commit, after every commit of the
     /// old segment is durable, so only the last segment can ever hold a torn commit.
     fn roll(&mut self) -> Result<()> {
-        let Some(spare_path) = self.spares.pop_front() else {
+        let next_file = self
+            .take_segment_to_reuse()
+            .or_else(|| self.spares.pop_front());
+        let Some(Spare {
+            path: spare_path,
+            recycled,
+        }) = next_file
+        else {
             if let Some(error) = self.spare_error.clone() {
                 self.poison(error.clone());
                 return Err(error);
@@ -194,6 +216,7 @@ impl Partition {
             data_end_position: 0,
             max_timestamp_ms: i64::MIN,
             awaiting_rename: Some(spare_path),
+            recycled,
         };
         let old = std::mem::replace(&mut self.active, next);
         if !self
@@ -217,6 +240,28 @@ impl Partition {
             },
         );
         Ok(())
+    }
+
+    /// The oldest segment's file, if retention by size drops it now (with the new segment
+    /// the log would exceed `bytes_max`) and every commit to it is durable. It leaves the log
+    /// here; its file becomes the new segment under the rename of the next cycle.
+    fn take_segment_to_reuse(&mut self) -> Option<Spare> {
+        let bytes_max = self.retention.bytes_max?;
+        let segments = u64::try_from(self.sealed.len()).expect("fits") + 2;
+        let (_, oldest) = self.sealed.first_key_value()?;
+        if segments * self.segment_size_bytes <= bytes_max || oldest.next_offset > self.durable_end
+        {
+            return None;
+        }
+        let (base, segment) = self.sealed.pop_first().expect("oldest exists");
+        self.log_start = segment.next_offset;
+        self.epochs.truncate_before(self.log_start);
+        self.recycled_at_roll.push(base);
+        tracing::debug!(partition = %self.name, %base, "retention reuses the oldest segment");
+        Some(Spare {
+            path: segment.path,
+            recycled: true,
+        })
     }
 
     fn write_path(&self) -> crate::config::WritePath {

@@ -203,6 +203,9 @@ impl Walk {
             match find_batch(&view[at..], self.position, self.block) {
                 Found::End => return,
                 Found::Padding => self.position = self.position.next_multiple_of(self.block),
+                // A batch below the segment's base offset is a stale one from the file's
+                // previous life (a recycled segment): the data ended before it.
+                Found::Batch { base, .. } if base < self.segment_base => return,
                 Found::Batch { base, next, size } => {
                     if base >= self.bound
                         || (result.size_bytes > 0 && result.size_bytes + size > self.max_bytes)

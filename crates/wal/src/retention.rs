@@ -10,29 +10,20 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ringlog_types::Offset;
 use ringlog_uring::AlignedBuf;
 
+use crate::config::Retention;
 use crate::error::{Error, Result};
 use crate::housekeeper::{fsync_dir, Job};
 use crate::index::SegmentIndex;
 use crate::partition::Partition;
-use crate::segment::{open_segment_file, ActiveSegment, SealedSegment};
+use crate::segment::{has_previous_life, open_segment_file, ActiveSegment, SealedSegment};
 use crate::wal::{PartitionHandle, Wal};
 
 /// Name of the directory, inside a partition directory, that receives truncated suffixes.
 pub const QUARANTINE_DIR: &str = "quarantine";
-
-/// Retention limits; `None` means unlimited.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Retention {
-    /// Keep at most this many bytes of segment files (the active segment always stays).
-    pub bytes_max: Option<u64>,
-    /// Delete a sealed segment once its newest batch is older than this.
-    pub age_max: Option<Duration>,
-}
 
 impl Wal {
     /// Deletes sealed segments, oldest first, while the partition exceeds `retention`.
@@ -309,6 +300,8 @@ fn reopen_as_active(
         ),
         crate::config::WritePath::Direct => None,
     };
+    let recycled = has_previous_life(&sealed.path)
+        .map_err(|error| Error::from_std("reading a segment", &partition.dir, &error))?;
     let mut index = sealed.index;
     index.truncate_from(offset);
     if index.is_empty() && index.base_offset() != base {
@@ -324,6 +317,7 @@ fn reopen_as_active(
         data_end_position: 0,
         max_timestamp_ms: sealed.max_timestamp_ms,
         awaiting_rename: None,
+        recycled,
     };
     Ok(partition.active.fd.clone())
 }

@@ -52,6 +52,24 @@ pub fn open_segment_file(path: &Path, write_path: WritePath) -> std::io::Result<
     options.open(path)
 }
 
+/// A filled file ready to become the next segment.
+#[derive(Clone, Debug)]
+pub struct Spare {
+    /// Where it is.
+    pub path: PathBuf,
+    /// True if it is a segment that retention dropped: its bytes are stale, not zero.
+    pub recycled: bool,
+}
+
+/// True if the first block of the file at `path` holds anything but zeros: a segment that
+/// had a previous life (its old header is there).
+pub fn has_previous_life(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut block = [0u8; 512];
+    let read = File::open(path)?.read_at(&mut block, 0)?;
+    Ok(block[..read].iter().any(|byte| *byte != 0))
+}
+
 /// A segment that is no longer written to.
 #[derive(Debug)]
 pub struct SealedSegment {
@@ -92,4 +110,7 @@ pub struct ActiveSegment {
     pub max_timestamp_ms: i64,
     /// True until its first commit has been made durable under its final name.
     pub awaiting_rename: Option<PathBuf>,
+    /// True if the file had a previous life (recycled): its header says so, and recovery then
+    /// ignores stale bytes after the data.
+    pub recycled: bool,
 }

@@ -22,6 +22,7 @@ use crate::epoch_file::EpochHistory;
 use crate::error::{Error, Result};
 use crate::housekeeper::{Housekeeper, Job, Report, SpareSpec};
 use crate::partition::{AppendInfo, Ends, InFlight, Partition};
+use crate::segment::Spare;
 use crate::tail::Commit;
 
 /// Names an open partition log of a [`Wal`].
@@ -169,6 +170,23 @@ impl Wal {
     /// durable (never earlier: an index must not describe a commit that could still tear).
     fn store_completed_indexes(&mut self, index: usize) {
         let partition = &mut self.partitions[index];
+        let reused = std::mem::take(&mut partition.recycled_at_roll);
+        if !reused.is_empty() {
+            let paths = reused
+                .iter()
+                .map(|base| {
+                    partition
+                        .dir
+                        .join(crate::index::SegmentIndex::file_name(*base))
+                })
+                .collect();
+            self.housekeeper.submit(Job::Delete { paths });
+            let epochs = partition.epochs.clone();
+            self.housekeeper.submit(Job::StoreEpochs {
+                dir: partition.dir.clone(),
+                history: epochs,
+            });
+        }
         for base in std::mem::take(&mut partition.sealed_complete) {
             let segment_index = partition.sealed[&base].index.clone();
             let dir = partition.dir.clone();
@@ -269,7 +287,9 @@ impl Wal {
             };
             partition.spares_requested = partition.spares_requested.saturating_sub(1);
             match report {
-                Report::SpareReady { path, .. } => partition.spares.push_back(path),
+                Report::SpareReady { path, recycled, .. } => {
+                    partition.spares.push_back(Spare { path, recycled });
+                }
                 Report::SpareFailed { error, .. } => partition.spare_error = Some(error),
             }
             self.request_spares(index);
@@ -514,7 +534,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Waits for the cycle in flight, then stores the indexes of sealed segments' and stops.
+    /// Waits for the commit cycle in flight, then closes the log (the ring waits for any
+    /// other operation, the housekeeper finishes its queued jobs).
     pub fn close(mut self) -> Result<()> {
         while self.ops_in_flight > 0 {
             self.wait()?;

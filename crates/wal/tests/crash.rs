@@ -3,6 +3,8 @@
 //! that every offset the child reported durable is there with identical bytes, that offsets
 //! are contiguous, and that the next child appends from where the log ends.
 //!
+//! The log keeps three segments, so most rounds run on recycled segment files.
+//!
 //! `RINGLOG_CRASH_ROUNDS` sets the rounds per write path (default 50);
 //! `RINGLOG_CRASH_SEED` replays a failing run (the seed is printed).
 
@@ -48,6 +50,9 @@ fn child_config(dir: &std::path::Path, write_path: WritePath) -> WalConfig {
     config.tail_chunks_max = 2;
     config.batch_size_bytes_max = 16 * KIB;
     config.block_size_bytes = Some(4 * KIB);
+    // Keep three segments: rolls then reuse the oldest file, so recovery meets recycled
+    // segments (stale bytes after the data) under SIGKILL too.
+    config.retention.bytes_max = Some(3 * 256 * KIB);
     config
 }
 

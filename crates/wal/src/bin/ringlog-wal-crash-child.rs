@@ -30,6 +30,9 @@ fn main() -> anyhow::Result<()> {
     config.tail_chunks_max = 2;
     config.batch_size_bytes_max = 16 * KIB;
     config.block_size_bytes = Some(4 * KIB);
+    // Keep three segments: rolls then reuse the oldest file, so recovery meets recycled
+    // segments (stale bytes after the data) under SIGKILL too.
+    config.retention.bytes_max = Some(3 * 256 * KIB);
     let mut wal = Wal::new(config)?;
     let partition = wal.open_partition("crash-0")?;
     let mut rng = TestRng::new(seed);
