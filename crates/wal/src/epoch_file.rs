@@ -21,12 +21,11 @@
 //! [`EpochHistory::encode`]'s image, little-endian and fixed width (layout above the constants
 //! below), replaced durably: tmp file, fsync, rename, fsync of the directory.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io;
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
-use crc_fast::CrcAlgorithm;
+use crate::metadata_file::{crc32c, load_after_fsync, store_durably, u32_at, u64_at};
 use ringlog_types::{Epoch, Offset};
 
 // File image, all integers little-endian:
@@ -332,7 +331,7 @@ impl EpochHistory {
     /// Writes the checkpoint durably to `<dir>/leader-epoch-checkpoint`: tmp file, write,
     /// fsync, rename, fsync `dir`. Blocking: call it from a background thread.
     pub fn store(&self, dir: &Path) -> io::Result<()> {
-        store_checkpoint_file(dir, &self.encode())
+        store_durably(dir, EpochHistory::FILE_NAME, &self.encode())
     }
 
     /// Reads the checkpoint from `dir`: an empty history if the file is missing (a new
@@ -340,7 +339,7 @@ impl EpochHistory {
     /// silently forget epochs). Blocking, like [`EpochHistory::store`].
     pub fn load(dir: &Path) -> Result<EpochHistory, EpochError> {
         let path = dir.join(EpochHistory::FILE_NAME);
-        match load_checkpoint_file(dir, &path) {
+        match load_after_fsync(dir, &path) {
             Ok(Some(bytes)) => EpochHistory::decode(&bytes),
             Ok(None) => Ok(EpochHistory::new()),
             Err(source) => Err(EpochError::Io { path, source }),
@@ -386,59 +385,11 @@ fn decode_header(bytes: &[u8]) -> Result<(), EpochError> {
     Ok(())
 }
 
-/// The little-endian `u32` at `position`. Callers have checked the length first.
-fn u32_at(bytes: &[u8], position: usize) -> u32 {
-    let mut field = [0; size_of::<u32>()];
-    field.copy_from_slice(&bytes[position..position + size_of::<u32>()]);
-    u32::from_le_bytes(field)
-}
-
-/// The little-endian `u64` at `position`. Callers have checked the length first.
-fn u64_at(bytes: &[u8], position: usize) -> u64 {
-    let mut field = [0; size_of::<u64>()];
-    field.copy_from_slice(&bytes[position..position + size_of::<u64>()]);
-    u64::from_le_bytes(field)
-}
-
-/// CRC32C (Castagnoli), the checksum of every ringlog format.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let checksum = crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, bytes);
-    u32::try_from(checksum).expect("a CRC32 fits in 32 bits")
-}
-
-/// Replaces `<dir>/leader-epoch-checkpoint` durably: write the `.tmp` sibling, fsync it,
-/// rename it over the target, fsync the directory so the rename itself survives a crash. A
-/// failed fsync is returned, never retried.
-fn store_checkpoint_file(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp_path = dir.join(format!("{}.tmp", EpochHistory::FILE_NAME));
-    let mut file = File::create(&tmp_path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp_path, dir.join(EpochHistory::FILE_NAME))?;
-    File::open(dir)?.sync_all()
-}
-
-/// Reads `path` (inside `dir`), `None` if it does not exist. The file and `dir` are fsynced
-/// before reading, so no decision rests on bytes or a rename that a crashed process left only
-/// in the page cache.
-fn load_checkpoint_file(dir: &Path, path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    file.sync_all()?;
-    File::open(dir)?.sync_all()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs;
 
     /// A history from `(epoch, start offset)` pairs, built through `assign`.
     fn history(pairs: &[(u32, u64)]) -> EpochHistory {

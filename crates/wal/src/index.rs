@@ -24,12 +24,11 @@
 //! and fixed width (layout above the constants below). It is replaced durably: tmp file, fsync,
 //! rename, fsync of the directory.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io;
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
-use crc_fast::CrcAlgorithm;
+use crate::metadata_file::{crc32c, load_after_fsync, store_durably, u32_at, u64_at};
 use ringlog_types::{units::KIB, Offset};
 
 /// Default distance in bytes between two index entries (Kafka's `index.interval.bytes`).
@@ -384,14 +383,14 @@ impl SegmentIndex {
     /// rename, fsync `dir`. Blocking: call it from a background thread, never a shard thread.
     pub fn store(&self, dir: &Path) -> io::Result<()> {
         let file_name = SegmentIndex::file_name(self.base_offset);
-        store_index_file(dir, &file_name, &self.encode())
+        store_durably(dir, &file_name, &self.encode())
     }
 
     /// Reads the index of the segment at `base_offset` from `dir`. `Ok(None)` if the file is
     /// missing; an error if it is present but unusable. Blocking, like [`SegmentIndex::store`].
     pub fn load(dir: &Path, base_offset: Offset) -> Result<Option<SegmentIndex>, IndexError> {
         let path = dir.join(SegmentIndex::file_name(base_offset));
-        let bytes = match load_index_file(dir, &path) {
+        let bytes = match load_after_fsync(dir, &path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
             Err(source) => return Err(IndexError::Io { path, source }),
@@ -462,59 +461,11 @@ fn decode_entries(region: &[u8], base_offset: Offset) -> Result<Vec<IndexEntry>,
     Ok(entries)
 }
 
-/// The little-endian `u32` at `position`. Callers have checked the length first.
-fn u32_at(bytes: &[u8], position: usize) -> u32 {
-    let mut field = [0; size_of::<u32>()];
-    field.copy_from_slice(&bytes[position..position + size_of::<u32>()]);
-    u32::from_le_bytes(field)
-}
-
-/// The little-endian `u64` at `position`. Callers have checked the length first.
-fn u64_at(bytes: &[u8], position: usize) -> u64 {
-    let mut field = [0; size_of::<u64>()];
-    field.copy_from_slice(&bytes[position..position + size_of::<u64>()]);
-    u64::from_le_bytes(field)
-}
-
-/// CRC32C (Castagnoli), the checksum of every ringlog format.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let checksum = crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, bytes);
-    u32::try_from(checksum).expect("a CRC32 fits in 32 bits")
-}
-
-/// Replaces `<dir>/<file_name>` durably: write `<file_name>.tmp`, fsync it, rename it over
-/// the target, fsync the directory so the rename itself survives a crash. A failed fsync is
-/// returned, never retried.
-fn store_index_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp_path = dir.join(format!("{file_name}.tmp"));
-    let mut file = File::create(&tmp_path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp_path, dir.join(file_name))?;
-    File::open(dir)?.sync_all()
-}
-
-/// Reads `path` (inside `dir`), `None` if it does not exist. The file and `dir` are fsynced
-/// before reading, so nothing is decided from bytes or a rename that a crashed process left
-/// only in the page cache.
-fn load_index_file(dir: &Path, path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    file.sync_all()?;
-    File::open(dir)?.sync_all()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs;
 
     /// One batch of a generated segment.
     #[derive(Clone, Copy, Debug)]

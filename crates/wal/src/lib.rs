@@ -30,6 +30,7 @@ pub mod epoch_file;
 mod error;
 mod housekeeper;
 pub mod index;
+mod metadata_file;
 mod mmap;
 mod open;
 mod partition;

@@ -4,7 +4,27 @@
 //! Invariant: `value_for(offset)` and `key_for(offset)` depend on the offset alone, so any
 //! process can check that the bytes stored at an offset are the ones appended there.
 
+use std::path::Path;
+
 use ringlog_batch::BatchBuilder;
+use ringlog_types::units::KIB;
+
+use crate::{WalConfig, WritePath};
+
+/// The configuration of the crash test's child process and of the parent that checks its
+/// log: small segments (256 KiB) that roll often, and a retention of three segments, so that
+/// rolls reuse old segment files and recovery meets stale bytes under SIGKILL too.
+#[must_use]
+pub fn crash_config(dir: &Path, write_path: WritePath) -> WalConfig {
+    let mut config = WalConfig::new(dir, write_path);
+    config.segment_size_bytes = 256 * KIB;
+    config.tail_chunk_bytes = 64 * KIB;
+    config.tail_chunks_max = 2;
+    config.batch_size_bytes_max = 16 * KIB;
+    config.block_size_bytes = Some(4 * KIB);
+    config.retention.bytes_max = Some(3 * 256 * KIB);
+    config
+}
 
 /// The key of the record at `offset`.
 #[must_use]

@@ -17,10 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::verify_log;
-use ringlog_types::units::KIB;
 use ringlog_types::Offset;
-use ringlog_wal::testing::TestRng;
-use ringlog_wal::{Wal, WalConfig, WritePath};
+use ringlog_wal::testing::{crash_config, TestRng};
+use ringlog_wal::{Wal, WritePath};
 
 const ROUND_DURATION_MAX: Duration = Duration::from_secs(60);
 
@@ -40,20 +39,6 @@ fn seed() -> u64 {
                 .duration_since(UNIX_EPOCH)
                 .map_or(1, |elapsed| u64::from(elapsed.subsec_nanos()))
         })
-}
-
-/// The configuration the child uses (see src/bin/ringlog-wal-crash-child.rs).
-fn child_config(dir: &std::path::Path, write_path: WritePath) -> WalConfig {
-    let mut config = WalConfig::new(dir, write_path);
-    config.segment_size_bytes = 256 * KIB;
-    config.tail_chunk_bytes = 64 * KIB;
-    config.tail_chunks_max = 2;
-    config.batch_size_bytes_max = 16 * KIB;
-    config.block_size_bytes = Some(4 * KIB);
-    // Keep three segments: rolls then reuse the oldest file, so recovery meets recycled
-    // segments (stale bytes after the data) under SIGKILL too.
-    config.retention.bytes_max = Some(3 * 256 * KIB);
-    config
 }
 
 fn spawn_child(dir: &std::path::Path, write_path: WritePath, seed: u64) -> Child {
@@ -130,7 +115,7 @@ fn crash_rounds(write_path: WritePath) {
             opened_at, last_end,
             "round {round}: the child reopened where the log ended"
         );
-        let mut wal = Wal::new(child_config(dir.path(), write_path)).unwrap();
+        let mut wal = Wal::new(crash_config(dir.path(), write_path)).unwrap();
         let partition = wal.open_partition("crash-0").unwrap();
         let end = verify_log(&mut wal, partition);
         assert!(

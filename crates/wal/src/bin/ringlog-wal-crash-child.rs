@@ -8,10 +8,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ringlog_types::units::KIB;
 use ringlog_types::Epoch;
-use ringlog_wal::testing::{batch_for, TestRng};
-use ringlog_wal::{Error, Wal, WalConfig, WritePath};
+use ringlog_wal::testing::{batch_for, crash_config, TestRng};
+use ringlog_wal::{Error, Wal, WritePath};
 
 /// The child stops by itself after this long or this many batches, if never killed.
 const RUN_DURATION_MAX: Duration = Duration::from_secs(60);
@@ -24,15 +23,7 @@ fn main() -> anyhow::Result<()> {
     }
     let write_path = WritePath::parse(&args[2]).context("write path is direct or mmap")?;
     let seed: u64 = args[3].parse().context("seed is a number")?;
-    let mut config = WalConfig::new(&args[1], write_path);
-    config.segment_size_bytes = 256 * KIB;
-    config.tail_chunk_bytes = 64 * KIB;
-    config.tail_chunks_max = 2;
-    config.batch_size_bytes_max = 16 * KIB;
-    config.block_size_bytes = Some(4 * KIB);
-    // Keep three segments: rolls then reuse the oldest file, so recovery meets recycled
-    // segments (stale bytes after the data) under SIGKILL too.
-    config.retention.bytes_max = Some(3 * 256 * KIB);
+    let config = crash_config(std::path::Path::new(&args[1]), write_path);
     let mut wal = Wal::new(config)?;
     let partition = wal.open_partition("crash-0")?;
     let mut rng = TestRng::new(seed);
