@@ -35,6 +35,8 @@ use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult, Targ
 const SEGMENT_SIZE_BYTES: u64 = 256 * MIB;
 /// Segments the benchmark's logs retain (1 GiB).
 const RETAINED_SEGMENTS_COUNT: u64 = 4;
+/// Longest warm-up spent growing a log to its retention limit.
+const STEADY_STATE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How long to wait for the spare segments to be filled before a run.
 const SPARES_WAIT_MAX: Duration = Duration::from_secs(120);
 
@@ -55,7 +57,7 @@ pub fn run_wal_scenarios(
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<RunResult>> {
     let _ = baselines;
-    let spares = usize::try_from(RETAINED_SEGMENTS_COUNT - 1).expect("small");
+    let spares = 1;
     let shapes = [
         Shape {
             name: "wal_qd1",
@@ -115,6 +117,12 @@ fn run_shape(
     let batch = batch_of(shape.payload_bytes);
     let mut driver = Driver::new(&mut wal, partition, &batch, shape.concurrency);
     driver.run_for(options.warmup)?;
+    if shape.concurrency > 1 {
+        driver.warm_until_steady()?;
+    }
+    // The spare that the growth used is filled again before measuring, so the measured part
+    // sees only the log's own writes.
+    wait_for_spares(driver.wal, partition, shape.spare_segments_count)?;
     driver.reset_counts();
     let started = Instant::now();
     driver.run_for(options.duration)?;
@@ -289,6 +297,19 @@ impl<'a> Driver<'a> {
             Err(Error::Backpressure { .. }) => Ok(false),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Goes on warming up until the log has reached its retention limit (its start moved):
+    /// from then on every roll reuses a file, the steady state the saturated runs measure.
+    fn warm_until_steady(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STEADY_STATE_WAIT_MAX;
+        while self.wal.ends(self.partition)?.log_start == Offset(0) {
+            if Instant::now() > deadline {
+                bail!("the log did not reach its retention limit within the warm-up cap");
+            }
+            self.run_for(Duration::from_millis(200))?;
+        }
+        Ok(())
     }
 
     /// Runs the appenders for `duration`, then waits for everything outstanding.
