@@ -1,11 +1,12 @@
 //! The segment header: block 0 of every segment file.
 //!
-//! A segment file is a fixed-size, zero-filled file named after its base offset. Its first
-//! block holds this header, written as part of the segment's first commit; commits of whole
-//! batches follow from position `block_size_bytes` on. The header names the file's base
-//! offset, block size and size, so that recovery can tell a misdirected or foreign file from
-//! the segment it expects, and carries a CRC32C so that a torn or rotten header is never
-//! mistaken for a valid one.
+//! A segment file is a fixed-size file named after its base offset, zero-filled before its
+//! first use or recycled from a segment that retention dropped. Its first block holds this
+//! header, written as part of the segment's first commit; commits of whole batches follow
+//! from position `block_size_bytes` on. The header names the file's base offset, block size
+//! and size, so that recovery can tell a misdirected or foreign file from the segment it
+//! expects, says whether the file is recycled, and carries a CRC32C so that a torn or rotten
+//! header is never mistaken for a valid one.
 //!
 //! Invariants:
 //!
@@ -13,8 +14,14 @@
 //! - [`SegmentHeader::encode`] only accepts a header that describes a well-formed segment
 //!   (power-of-two block size, size a multiple of the block size); [`SegmentHeader::decode`]
 //!   never panics, whatever the bytes, and reports each defect as a [`HeaderError`].
-//! - Decoding only checks the encoding (length, magic, version, checksum). Whether the
-//!   header belongs to the file that holds it is the caller's question (see `recovery`).
+//! - Decoding only checks the encoding (length, magic, version, checksum, known flags).
+//!   Whether the header belongs to the file that holds it is the caller's question (see
+//!   `recovery`).
+//! - A header without [`SegmentHeader::recycled`] promises that the file was zero-filled
+//!   before its first commit, so that every byte after the data is zero. A recycled file
+//!   (a segment that retention dropped, renamed to a spare and rolled into again) keeps the
+//!   bytes of its previous life after the data, and its header says so: recovery must not
+//!   take those stale bytes for damage.
 
 use ringlog_types::Offset;
 
@@ -26,7 +33,7 @@ use ringlog_types::Offset;
 //   12        4     block_size_bytes    u32
 //   16        8     base_offset         u64
 //   24        8     segment_size_bytes  u64
-//   32        4     reserved            u32, 0
+//   32        4     flags               u32, bit 0 RECYCLED; every other bit 0
 //   36        4     crc32c              u32, CRC32C of bytes [0, 36)
 //   40              end of the header; the rest of block 0 is zero
 //
@@ -42,9 +49,9 @@ const BASE_OFFSET_POSITION: usize = BLOCK_SIZE_POSITION + BLOCK_SIZE_SIZE_BYTES;
 const BASE_OFFSET_SIZE_BYTES: usize = 8;
 const SEGMENT_SIZE_POSITION: usize = BASE_OFFSET_POSITION + BASE_OFFSET_SIZE_BYTES;
 const SEGMENT_SIZE_SIZE_BYTES: usize = 8;
-const RESERVED_POSITION: usize = SEGMENT_SIZE_POSITION + SEGMENT_SIZE_SIZE_BYTES;
-const RESERVED_SIZE_BYTES: usize = 4;
-const CRC_POSITION: usize = RESERVED_POSITION + RESERVED_SIZE_BYTES;
+const FLAGS_POSITION: usize = SEGMENT_SIZE_POSITION + SEGMENT_SIZE_SIZE_BYTES;
+const FLAGS_SIZE_BYTES: usize = 4;
+const CRC_POSITION: usize = FLAGS_POSITION + FLAGS_SIZE_BYTES;
 const CRC_SIZE_BYTES: usize = 4;
 
 /// Number of meaningful bytes at the start of block 0; the rest of the block is zero.
@@ -55,6 +62,13 @@ pub const SEGMENT_MAGIC: [u8; MAGIC_SIZE_BYTES] = *b"RLOGSEG\0";
 
 /// The only segment format version this code reads and writes.
 pub const SEGMENT_VERSION: u32 = 1;
+
+/// Flag bit: the file had a previous life, so the bytes after its data may be stale ones
+/// from that life rather than zeros. See [`SegmentHeader::recycled`].
+pub const SEGMENT_FLAG_RECYCLED: u32 = 1 << 0;
+
+/// Every flag bit this version knows; decoding refuses a header with any other bit set.
+const SEGMENT_FLAGS_KNOWN: u32 = SEGMENT_FLAG_RECYCLED;
 
 // The smallest O_DIRECT alignment we support is 512 bytes: the header must fit in it.
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES == 40);
@@ -69,6 +83,11 @@ pub struct SegmentHeader {
     pub block_size_bytes: u32,
     /// Size of the whole file, header block included.
     pub segment_size_bytes: u64,
+    /// The file was a segment before (retention renamed it to a spare instead of deleting
+    /// it): past the end of this life's data it may hold stale bytes of the previous life,
+    /// all of them for offsets below `base_offset`. Without this flag the file was
+    /// zero-filled before its first commit. Stored as [`SEGMENT_FLAG_RECYCLED`].
+    pub recycled: bool,
 }
 
 /// Why block 0 does not hold a valid segment header.
@@ -100,6 +119,13 @@ pub enum HeaderError {
         stored: u32,
         /// The CRC32C of the header bytes as read.
         computed: u32,
+    },
+    /// The checksum holds but flag bits this code does not know are set: a header written
+    /// by a later format, which this code cannot interpret.
+    #[error("segment header has unknown flags {flags:#010x} (known: {SEGMENT_FLAGS_KNOWN:#010x})")]
+    UnknownFlags {
+        /// The whole flags field as found.
+        flags: u32,
     },
 }
 
@@ -137,17 +163,19 @@ impl SegmentHeader {
             .copy_from_slice(&self.block_size_bytes.to_le_bytes());
         header[BASE_OFFSET_POSITION..SEGMENT_SIZE_POSITION]
             .copy_from_slice(&self.base_offset.0.to_le_bytes());
-        header[SEGMENT_SIZE_POSITION..RESERVED_POSITION]
+        header[SEGMENT_SIZE_POSITION..FLAGS_POSITION]
             .copy_from_slice(&self.segment_size_bytes.to_le_bytes());
-        header[RESERVED_POSITION..CRC_POSITION].copy_from_slice(&0_u32.to_le_bytes());
+        header[FLAGS_POSITION..CRC_POSITION].copy_from_slice(&self.flags().to_le_bytes());
         let crc = ringlog_batch::crc32c(&header[..CRC_POSITION]);
         header[CRC_POSITION..SEGMENT_HEADER_SIZE_BYTES].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Reads a header from the start of `bytes` (block 0 of a segment file).
     ///
-    /// Checks, in order: length, magic, version, checksum. The version comes before the
-    /// checksum because a later version may place its checksum elsewhere.
+    /// Checks, in order: length, magic, version, checksum, flags. The version comes before
+    /// the checksum because a later version may place its checksum elsewhere; the flags come
+    /// after it, so that a damaged flags field is a checksum error, and an unknown flag one
+    /// that a later writer set on purpose.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
         let Some(header) = bytes.get(..SEGMENT_HEADER_SIZE_BYTES) else {
             return Err(HeaderError::TooShort {
@@ -167,11 +195,25 @@ impl SegmentHeader {
         if stored != computed {
             return Err(HeaderError::BadChecksum { stored, computed });
         }
+        let flags = u32::from_le_bytes(field(header, FLAGS_POSITION));
+        if flags & !SEGMENT_FLAGS_KNOWN != 0 {
+            return Err(HeaderError::UnknownFlags { flags });
+        }
         Ok(SegmentHeader {
             base_offset: Offset(u64::from_le_bytes(field(header, BASE_OFFSET_POSITION))),
             block_size_bytes: u32::from_le_bytes(field(header, BLOCK_SIZE_POSITION)),
             segment_size_bytes: u64::from_le_bytes(field(header, SEGMENT_SIZE_POSITION)),
+            recycled: flags & SEGMENT_FLAG_RECYCLED != 0,
         })
+    }
+
+    /// The flags field as stored.
+    fn flags(&self) -> u32 {
+        if self.recycled {
+            SEGMENT_FLAG_RECYCLED
+        } else {
+            0
+        }
     }
 }
 
@@ -193,6 +235,7 @@ mod tests {
             base_offset: Offset(1_234_567),
             block_size_bytes: 4096,
             segment_size_bytes: 64 * 4096,
+            recycled: false,
         }
     }
 
@@ -216,23 +259,38 @@ mod tests {
         let crc = ringlog_batch::crc32c(&block[..36]);
         assert_eq!(&block[36..40], &crc.to_le_bytes());
         assert!(block[40..].iter().all(|&byte| byte == 0));
+
+        let recycled = encoded(&SegmentHeader {
+            recycled: true,
+            ..sample()
+        });
+        assert_eq!(&recycled[32..36], &[1, 0, 0, 0]);
+        assert_eq!(&recycled[..32], &block[..32]);
+        let crc = ringlog_batch::crc32c(&recycled[..36]);
+        assert_eq!(&recycled[36..40], &crc.to_le_bytes());
     }
 
-    // Encodes into an exactly sized buffer and into a dirty one: encode touches only the
-    // header bytes, and decode gives back the same header.
+    // Encodes into an exactly sized buffer and into a dirty one, with and without the
+    // recycled flag: encode touches only the header bytes, and decode gives back the same
+    // header.
     #[test]
     fn round_trip_exact_and_dirty_buffers() {
-        let header = sample();
-        let mut exact = [0_u8; SEGMENT_HEADER_SIZE_BYTES];
-        header.encode(&mut exact);
-        assert_eq!(SegmentHeader::decode(&exact), Ok(header));
+        for recycled in [false, true] {
+            let header = SegmentHeader {
+                recycled,
+                ..sample()
+            };
+            let mut exact = [0_u8; SEGMENT_HEADER_SIZE_BYTES];
+            header.encode(&mut exact);
+            assert_eq!(SegmentHeader::decode(&exact), Ok(header));
 
-        let mut dirty = vec![0xAB_u8; 512];
-        header.encode(&mut dirty);
-        assert_eq!(SegmentHeader::decode(&dirty), Ok(header));
-        assert!(dirty[SEGMENT_HEADER_SIZE_BYTES..]
-            .iter()
-            .all(|&byte| byte == 0xAB));
+            let mut dirty = vec![0xAB_u8; 512];
+            header.encode(&mut dirty);
+            assert_eq!(SegmentHeader::decode(&dirty), Ok(header));
+            assert!(dirty[SEGMENT_HEADER_SIZE_BYTES..]
+                .iter()
+                .all(|&byte| byte == 0xAB));
+        }
     }
 
     // Every length below the header size is TooShort with that length, including empty.
@@ -280,8 +338,29 @@ mod tests {
         );
     }
 
+    // Each flag bit other than RECYCLED, set with the checksum recomputed for it (as a later
+    // writer would), is UnknownFlags with the whole field, whether RECYCLED is set or not.
+    #[test]
+    fn decode_unknown_flags() {
+        for bit in 1..32 {
+            for recycled in [0, SEGMENT_FLAG_RECYCLED] {
+                let flags = (1_u32 << bit) | recycled;
+                let mut block = encoded(&sample());
+                block[FLAGS_POSITION..CRC_POSITION].copy_from_slice(&flags.to_le_bytes());
+                let crc = ringlog_batch::crc32c(&block[..CRC_POSITION]);
+                block[CRC_POSITION..SEGMENT_HEADER_SIZE_BYTES].copy_from_slice(&crc.to_le_bytes());
+                assert_eq!(
+                    SegmentHeader::decode(&block),
+                    Err(HeaderError::UnknownFlags { flags }),
+                    "flags={flags:#x}"
+                );
+            }
+        }
+    }
+
     // Flipping any bit of the fields after the version, or of the checksum itself, is
-    // BadChecksum with both the stored and the recomputed value.
+    // BadChecksum with both the stored and the recomputed value: a flipped flag bit
+    // included, since the checksum is checked before the flags.
     #[test]
     fn decode_bad_checksum_on_every_bit_flip() {
         let block = encoded(&sample());
@@ -323,12 +402,14 @@ mod tests {
             base_offset in any::<u64>(),
             block_shift in 9_u32..=16,
             blocks in 1_u64..=(1 << 20),
+            recycled in any::<bool>(),
         ) {
             let block_size_bytes = 1_u32 << block_shift;
             let header = SegmentHeader {
                 base_offset: Offset(base_offset),
                 block_size_bytes,
                 segment_size_bytes: blocks * u64::from(block_size_bytes),
+                recycled,
             };
             let mut block = vec![0_u8; 512];
             header.encode(&mut block);
