@@ -300,6 +300,7 @@ impl Partition {
                 base_offset: segment_base,
                 block_size_bytes: u32::try_from(self.block_size_bytes).expect("block fits u32"),
                 segment_size_bytes: self.segment_size_bytes,
+                recycled: self.active.recycled,
             };
             chunk
                 .writer
