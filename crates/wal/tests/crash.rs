@@ -108,6 +108,7 @@ fn crash_rounds(write_path: WritePath) {
     let dir = KeptDir(Some(dir));
     let mut rng = TestRng::new(seed);
     let mut last_end = Offset(0);
+    let mut log_start = Offset(0);
     for round in 0..rounds {
         let mut child = spawn_child(dir.path(), write_path, rng.next_u64());
         let (reported, opened_at) = run_round(&mut child, rng.range(1, 40));
@@ -118,6 +119,7 @@ fn crash_rounds(write_path: WritePath) {
         let mut wal = Wal::new(crash_config(dir.path(), write_path)).unwrap();
         let partition = wal.open_partition("crash-0").unwrap();
         let end = verify_log(&mut wal, partition);
+        log_start = wal.ends(partition).unwrap().log_start;
         assert!(
             end >= reported,
             "round {round} (seed {seed}): reported durable {reported}, found only {end}"
@@ -125,6 +127,12 @@ fn crash_rounds(write_path: WritePath) {
         last_end = end;
     }
     assert!(last_end > Offset(0), "the children appended something");
+    if rounds >= 50 {
+        assert!(
+            log_start > Offset(0),
+            "the log reached its retention limit: files were reused"
+        );
+    }
 }
 
 /// A temporary directory that `RINGLOG_CRASH_KEEP` keeps, for looking at a failure.
