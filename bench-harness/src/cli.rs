@@ -62,7 +62,21 @@ pub struct WalArgs {
     /// Unmeasured warm-up seconds per run [default: 5, or 1 with --quick].
     #[arg(long, value_name = "N")]
     pub warmup_secs: Option<u64>,
+
+    /// Segment size of the benchmark's logs.
+    #[arg(long, value_name = "BYTES", default_value_t = SEGMENT_SIZE_BYTES_DEFAULT)]
+    pub segment_size_bytes: u64,
+
+    /// Retention limit of the saturated runs' logs: once they hold this much, every roll
+    /// reuses the oldest segment file (the steady state that is measured).
+    #[arg(long, value_name = "BYTES", default_value_t = RETENTION_BYTES_DEFAULT)]
+    pub retention_bytes: u64,
 }
+
+/// Default `--segment-size-bytes` (256 MiB).
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 << 20;
+/// Default `--retention-bytes` (1 GiB: four default segments).
+pub const RETENTION_BYTES_DEFAULT: u64 = 1 << 30;
 
 /// `--write-path` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -102,6 +116,8 @@ impl WalArgs {
             write_paths: self.write_path.write_paths(),
             duration: Duration::from_secs(duration_secs),
             warmup: Duration::from_secs(warmup_secs),
+            segment_size_bytes: self.segment_size_bytes,
+            retention_bytes: self.retention_bytes,
         }
     }
 }

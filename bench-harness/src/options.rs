@@ -45,4 +45,8 @@ pub struct WalOptions {
     pub duration: Duration,
     /// Unmeasured time at the start of each run.
     pub warmup: Duration,
+    /// Segment size of the benchmark's logs.
+    pub segment_size_bytes: u64,
+    /// Retention limit of the saturated runs' logs.
+    pub retention_bytes: u64,
 }

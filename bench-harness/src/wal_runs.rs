@@ -8,7 +8,7 @@
 //! steady state of group commit under load. Latency is measured from `append` to the commit
 //! completion that made the batch durable.
 //!
-//! Each log runs at a retention limit of 1 GiB: it grows into spare segments filled before
+//! Each log runs at a retention limit (default 1 GiB): it grows into spare segments filled before
 //! the run, and once it holds four segments every roll reuses the oldest file, as a
 //! long-running log does. The warm-up covers the growth; the measured part is the steady
 //! state, where no segment is zero-filled (a growing log without retention also writes the
@@ -31,10 +31,6 @@ use crate::latency::{new_histogram, record_us};
 use crate::options::{WalOptions, WritePathName};
 use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult, Target};
 
-/// Segment size for the benchmark's logs.
-const SEGMENT_SIZE_BYTES: u64 = 256 * MIB;
-/// Segments the benchmark's logs retain (1 GiB).
-const RETAINED_SEGMENTS_COUNT: u64 = 4;
 /// Longest warm-up spent growing a log to its retention limit.
 const STEADY_STATE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How long to wait for the spare segments to be filled before a run.
@@ -104,13 +100,13 @@ fn run_shape(
     options: &WalOptions,
 ) -> anyhow::Result<RunResult> {
     let mut config = WalConfig::new(dir, wal_write_path(write_path));
-    config.segment_size_bytes = SEGMENT_SIZE_BYTES;
+    config.segment_size_bytes = options.segment_size_bytes;
     config.spare_segments_count = shape.spare_segments_count;
     config.tail_chunk_bytes = 4 * MIB;
     config.tail_chunks_max = 4;
     // The log runs at its retention limit: once it holds that many segments, each roll
     // reuses the oldest file, as a long-running log does, instead of filling a new one.
-    config.retention.bytes_max = Some(SEGMENT_SIZE_BYTES * RETAINED_SEGMENTS_COUNT);
+    config.retention.bytes_max = Some(options.retention_bytes);
     let mut wal = Wal::new(config)?;
     let partition = wal.open_partition("bench-0")?;
     wait_for_spares(&mut wal, partition, shape.spare_segments_count)?;
@@ -142,6 +138,9 @@ fn run_shape(
         bytes_appended,
     );
     result.extra.insert("commits".into(), json!(commits));
+    result
+        .extra
+        .insert("retention_bytes".into(), json!(options.retention_bytes));
     result.extra.insert(
         "commit_bytes_avg".into(),
         json!(bytes_appended / commits.max(1)),
@@ -183,7 +182,6 @@ fn result_for(
         "segments_prefilled".into(),
         json!(shape.spare_segments_count),
     );
-    extra.insert("retained_segments".into(), json!(RETAINED_SEGMENTS_COUNT));
     RunResult {
         scenario: shape.name.to_string(),
         write_path: write_path.as_str().to_string(),

@@ -63,6 +63,16 @@ fn wal_quick_writes_the_json_report_and_removes_its_data() {
         json_path.to_str().unwrap(),
         "--dir",
         data_dir.to_str().unwrap(),
+        // Small logs and short runs: this test checks the report, not the figures, and runs
+        // in a debug build.
+        "--segment-size-bytes",
+        "4194304",
+        "--retention-bytes",
+        "16777216",
+        "--duration-secs",
+        "1",
+        "--warmup-secs",
+        "0",
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -184,6 +184,14 @@ impl Partition {
     /// to its final name in the cycle that writes its first commit, after every commit of the
     /// old segment is durable, so only the last segment can ever hold a torn commit.
     fn roll(&mut self) -> Result<()> {
+        if self.active.awaiting_rename.is_some() {
+            // The active segment's file still has its old name: it gets its final one in the
+            // cycle that writes its first commit. Rolling again before that would leave a
+            // sealed segment under a wrong name, so more appends wait for that cycle.
+            return Err(Error::Backpressure {
+                reason: "the new segment is not renamed yet",
+            });
+        }
         let next_file = self
             .take_segment_to_reuse()
             .or_else(|| self.spares.pop_front());

@@ -440,3 +440,52 @@ fn spare_files(dir: &std::path::Path) -> usize {
         .filter(|name| name.starts_with(".spare-"))
         .count()
 }
+
+/// More than a segment's worth of batches staged before a single commit: the log stops at
+/// the segment whose rename is still pending (backpressure) instead of rolling past it, and
+/// every segment ends up under its own name, readable after a reopen.
+#[test]
+fn staging_more_than_a_segment_waits_for_the_rename() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_config(dir.path(), write_path);
+        config.segment_size_bytes = 128 * KIB;
+        config.tail_chunk_bytes = 128 * KIB;
+        config.tail_chunks_max = 8;
+        config.spare_segments_count = 3;
+        config.retention.bytes_max = Some(4 * 128 * KIB);
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        wait_for_spares(&mut wal, partition, 3);
+        let mut refused = 0;
+        for _ in 0..20 {
+            let mut staged = 0;
+            loop {
+                let base = wal.ends(partition).unwrap().log_end.0;
+                match wal.append(partition, &batch_for(base, 8), Epoch(1)) {
+                    Ok(_) => staged += 1,
+                    Err(Error::Backpressure { .. }) => break,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            assert!(staged > 0, "{write_path:?}: the log took some batches");
+            refused += 1;
+            wal.sync(partition).unwrap();
+        }
+        assert_eq!(refused, 20);
+        let end = verify_log(&mut wal, partition);
+        drop(wal);
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(verify_log(&mut wal, partition), end, "{write_path:?}");
+    }
+}
+
+fn wait_for_spares(wal: &mut Wal, partition: ringlog_wal::PartitionHandle, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wal.spares_ready(partition).unwrap() < count {
+        assert!(Instant::now() < deadline, "spares not filled within 20 s");
+        wal.poll().unwrap();
+        std::thread::park_timeout(Duration::from_millis(2));
+    }
+}
