@@ -85,7 +85,6 @@ impl Wal {
         dir: &Path,
         mut listing: Listing,
     ) -> Result<Partition> {
-        let write_path = self.config.write_path;
         if listing.segments.is_empty() {
             let path = self.create_first_segment(dir, &mut listing)?;
             listing.segments.push((Offset(0), path));
@@ -114,30 +113,7 @@ impl Wal {
                 "segments are contiguous"
             );
         }
-        let file = open_segment_file(&last_path, write_path)
-            .map_err(|error| Error::from_std("opening the last segment", dir, &error))?;
-        let mmap = match write_path {
-            WritePath::Mmap => Some(
-                crate::mmap::map_segment(&file)
-                    .map_err(|error| Error::from_std("mapping a segment", dir, &error))?,
-            ),
-            WritePath::Direct => None,
-        };
-        // Only matters while block 0 is still to be written: it then says whether the file
-        // had a previous life whose stale bytes recovery must ignore.
-        let recycled = tail.staged_end_position == 0
-            && has_previous_life(&last_path)
-                .map_err(|error| Error::from_std("reading a segment", dir, &error))?;
-        let mut index = SegmentIndex::new(last_base, self.config.index_interval_bytes);
-        let mut max_timestamp_ms = i64::MIN;
-        for batch in &tail.batches {
-            index.on_batch(
-                batch.base_offset,
-                batch.position,
-                u64::from(batch.size_bytes),
-            );
-            max_timestamp_ms = max_timestamp_ms.max(batch.max_timestamp_ms);
-        }
+        let active = self.open_last_segment(dir, last_base, last_path, &tail)?;
         let epochs = recover_epochs(dir, &tail.batches, tail.next_offset)?;
         let log_start = listing
             .segments
@@ -157,18 +133,7 @@ impl Wal {
             batch_size_bytes_max: self.config.batch_size_bytes_max,
             index_interval_bytes: self.config.index_interval_bytes,
             sealed,
-            active: ActiveSegment {
-                base_offset: last_base,
-                path: last_path,
-                fd: Arc::new(OwnedFd::from(file)),
-                mmap,
-                index,
-                staged_end_position: tail.staged_end_position,
-                data_end_position: tail.data_end_position,
-                max_timestamp_ms,
-                awaiting_rename: None,
-                recycled,
-            },
+            active,
             tail: Tail::new(chunk_bytes, block, self.config.tail_chunks_max),
             staged: VecDeque::new(),
             in_flight: None,
@@ -184,6 +149,53 @@ impl Wal {
             sealed_complete: Vec::new(),
             retention: self.config.retention,
             recycled_at_roll: Vec::new(),
+        })
+    }
+
+    /// Opens the recovered last segment for appends, with its index rebuilt from the scan.
+    fn open_last_segment(
+        &self,
+        dir: &Path,
+        base: Offset,
+        path: PathBuf,
+        tail: &RecoveredTail,
+    ) -> Result<ActiveSegment> {
+        let write_path = self.config.write_path;
+        let file = open_segment_file(&path, write_path)
+            .map_err(|error| Error::from_std("opening the last segment", dir, &error))?;
+        let mmap = match write_path {
+            WritePath::Mmap => Some(
+                crate::mmap::map_segment(&file)
+                    .map_err(|error| Error::from_std("mapping a segment", dir, &error))?,
+            ),
+            WritePath::Direct => None,
+        };
+        // Only matters while block 0 is still to be written: it then says whether the file
+        // had a previous life whose stale bytes recovery must ignore.
+        let recycled = tail.staged_end_position == 0
+            && has_previous_life(&path)
+                .map_err(|error| Error::from_std("reading a segment", dir, &error))?;
+        let mut index = SegmentIndex::new(base, self.config.index_interval_bytes);
+        let mut max_timestamp_ms = i64::MIN;
+        for batch in &tail.batches {
+            index.on_batch(
+                batch.base_offset,
+                batch.position,
+                u64::from(batch.size_bytes),
+            );
+            max_timestamp_ms = max_timestamp_ms.max(batch.max_timestamp_ms);
+        }
+        Ok(ActiveSegment {
+            base_offset: base,
+            path,
+            fd: Arc::new(OwnedFd::from(file)),
+            mmap,
+            index,
+            staged_end_position: tail.staged_end_position,
+            data_end_position: tail.data_end_position,
+            max_timestamp_ms,
+            awaiting_rename: None,
+            recycled,
         })
     }
 
