@@ -1,0 +1,504 @@
+//! `ringlog check-host`: can this host, and this data directory, run ringlog?
+//!
+//! Each check prints one line, `PASS`, `WARN` or `FAIL`, with what was found and, unless it
+//! passed, what to do (STYLE.md section 6: a failed startup check names the missing kernel
+//! feature, the limit to raise, or the file system that lacks O_DIRECT). The checks are the
+//! ones the server's startup depends on, in the order it meets them: kernel, io_uring,
+//! the write path (`direct` by default, `mmap` as the fallback), the memlock limit, and the
+//! latency of one fdatasync, which every acknowledged write waits for.
+//!
+//! Invariants: the checks write only inside temporary entries of the data directory
+//! (`.ringlog-check-host-<pid>-*`), which are removed before the command returns, also when
+//! a check fails; nothing else in the directory is touched.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use ringlog_types::units::{KIB, MIB};
+use ringlog_types::{Epoch, Offset};
+use ringlog_uring::{
+    dio_alignment, memlock_limit_bytes, AlignedBuf, DioAlign, Ring, RingConfig, SetupMode,
+};
+use ringlog_wal::{PartitionHandle, Wal, WalConfig, WritePath};
+
+use crate::cli::CheckHostArgs;
+
+/// Oldest kernel ringlog supports: io_uring `SINGLE_ISSUER | DEFER_TASKRUN` appeared in 6.1.
+const KERNEL_VERSION_MIN: (u32, u32) = (6, 1);
+/// Where the kernel says its release.
+const OSRELEASE_PATH: &str = "/proc/sys/kernel/osrelease";
+/// Below this memlock limit, registered buffers do not fit a shard's tail and read pools.
+const MEMLOCK_BYTES_MIN: u64 = 64 * MIB;
+/// Number of timed write + fdatasync pairs.
+const LATENCY_SAMPLES_COUNT: usize = 200;
+/// Size of the pre-filled file the timed writes land in (they cycle over it).
+const LATENCY_FILE_SIZE_BYTES: u64 = MIB;
+/// Size of one timed write, unless the O_DIRECT alignment is larger.
+const LATENCY_WRITE_SIZE_BYTES: u64 = 4 * KIB;
+/// A median fdatasync slower than this is reported.
+const LATENCY_P50_WARN: Duration = Duration::from_millis(2);
+/// How long a test commit may wait for a spare segment or a tail buffer.
+const TRIAL_BACKPRESSURE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const _: () = assert!(LATENCY_FILE_SIZE_BYTES % LATENCY_WRITE_SIZE_BYTES == 0);
+
+/// The outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Pass => "PASS",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        }
+    }
+}
+
+/// One check's line.
+struct Check {
+    name: &'static str,
+    level: Level,
+    message: String,
+}
+
+impl Check {
+    fn new(name: &'static str, level: Level, message: impl Into<String>) -> Check {
+        Check {
+            name,
+            level,
+            message: message.into(),
+        }
+    }
+}
+
+/// The checks printed so far.
+struct Report<'a> {
+    out: &'a mut dyn Write,
+    checks: Vec<Check>,
+}
+
+impl Report<'_> {
+    /// Prints `check` at once and keeps it; returns its level.
+    fn add(&mut self, check: Check) -> io::Result<Level> {
+        let level = check.level;
+        writeln!(
+            self.out,
+            "{:<4}  {:<18} {}",
+            level.label(),
+            check.name,
+            check.message
+        )?;
+        // The slower checks follow: show each line as soon as it is known.
+        self.out.flush()?;
+        self.checks.push(check);
+        Ok(level)
+    }
+
+    fn count(&self, level: Level) -> usize {
+        self.checks
+            .iter()
+            .filter(|check| check.level == level)
+            .count()
+    }
+}
+
+/// Runs every check on `args.data_dir` and prints them to `out`. `Ok(true)` if none failed;
+/// `Err` if the data directory cannot be checked at all.
+pub fn run(args: &CheckHostArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let dir = &args.data_dir;
+    if !dir.is_dir() {
+        bail!(
+            "data directory {} does not exist or is not a directory",
+            dir.display()
+        );
+    }
+    writeln!(
+        out,
+        "checking this host for a ringlog data directory at {}",
+        dir.display()
+    )?;
+    let mut report = Report {
+        out,
+        checks: Vec::new(),
+    };
+    report.add(check_kernel())?;
+    report.add(check_io_uring())?;
+    let (direct, alignment) = check_direct_write_path(dir);
+    let direct_failed = report.add(direct)? == Level::Fail;
+    let mmap_passed = report.add(check_mmap_write_path(dir, direct_failed))? == Level::Pass;
+    report.add(check_memlock())?;
+    report.add(check_fdatasync_latency(dir, alignment))?;
+    let failed = report.count(Level::Fail);
+    writeln!(
+        report.out,
+        "{} passed, {} warned, {failed} failed",
+        report.count(Level::Pass),
+        report.count(Level::Warn)
+    )?;
+    if direct_failed && mmap_passed {
+        writeln!(
+            report.out,
+            "the default write path (direct) cannot run on this data directory; the mmap \
+             check passed, so run ringlog with --write-path mmap here"
+        )?;
+    }
+    Ok(failed == 0)
+}
+
+fn check_kernel() -> Check {
+    const NAME: &str = "kernel";
+    let release = match fs::read_to_string(OSRELEASE_PATH) {
+        Ok(release) => release.trim().to_string(),
+        Err(error) => {
+            let message =
+                format!("could not read {OSRELEASE_PATH} ({error}); ringlog needs Linux >= 6.1");
+            return Check::new(NAME, Level::Warn, message);
+        }
+    };
+    match parse_kernel_version(&release) {
+        Some(version) if version >= KERNEL_VERSION_MIN => {
+            Check::new(NAME, Level::Pass, format!("Linux {release}"))
+        }
+        Some(_) => Check::new(
+            NAME,
+            Level::Fail,
+            format!(
+                "Linux {release} is older than 6.1, which ringlog needs (io_uring \
+                 SINGLE_ISSUER|DEFER_TASKRUN, linked fsync): upgrade the kernel"
+            ),
+        ),
+        None => Check::new(
+            NAME,
+            Level::Warn,
+            format!("cannot read a version in {release:?}; ringlog needs Linux >= 6.1"),
+        ),
+    }
+}
+
+/// `(major, minor)` from a release such as `6.18.0-12-generic`.
+fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor_text = parts.next()?;
+    let digits_end = minor_text
+        .find(|character: char| !character.is_ascii_digit())
+        .unwrap_or(minor_text.len());
+    let minor = minor_text[..digits_end].parse().ok()?;
+    Some((major, minor))
+}
+
+fn check_io_uring() -> Check {
+    const NAME: &str = "io_uring";
+    let config = RingConfig {
+        entries: 8,
+        ops_in_flight_max: 16,
+    };
+    let ring = match Ring::new(config) {
+        Ok(ring) => ring,
+        Err(error) => {
+            let message = format!(
+                "cannot set up a ring ({error}); check sysctl kernel.io_uring_disabled (0, or 1 \
+                 with ringlog's group in kernel.io_uring_group) and, in a container, that the \
+                 seccomp profile allows io_uring_setup"
+            );
+            return Check::new(NAME, Level::Fail, message);
+        }
+    };
+    if let Err(error) = ring.probe() {
+        return Check::new(NAME, Level::Fail, error.to_string());
+    }
+    match ring.setup_mode() {
+        SetupMode::DeferTaskrun => Check::new(
+            NAME,
+            Level::Pass,
+            "setup mode SINGLE_ISSUER|DEFER_TASKRUN; every operation ringlog uses is supported",
+        ),
+        SetupMode::Plain => Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "setup mode plain: the kernel refused SINGLE_ISSUER|DEFER_TASKRUN ({}); ringlog \
+                 runs, with more interrupts per completion: use Linux >= 6.1",
+                ring.setup_fallback_reason().unwrap_or("no reason given")
+            ),
+        ),
+    }
+}
+
+/// O_DIRECT support (statx), then a real commit on the direct path. Also returns the
+/// alignment, for the latency probe.
+fn check_direct_write_path(dir: &Path) -> (Check, Option<DioAlign>) {
+    const NAME: &str = "direct write path";
+    let alignment = match dio_alignment(dir) {
+        Ok(Some(alignment)) => alignment,
+        Ok(None) => {
+            let message = "O_DIRECT is unavailable on this file system (e.g. tmpfs): run with \
+                           --write-path mmap, or put the data directory on ext4/XFS";
+            return (Check::new(NAME, Level::Fail, message), None);
+        }
+        Err(error) => {
+            let message =
+                format!("cannot ask the file system for its O_DIRECT alignment (statx): {error}");
+            return (Check::new(NAME, Level::Fail, message), None);
+        }
+    };
+    let found = format!(
+        "O_DIRECT alignment {} bytes (memory), {} bytes (file positions)",
+        alignment.memory_align_bytes, alignment.offset_align_bytes
+    );
+    let check = match trial_commit(dir, WritePath::Direct) {
+        Ok(()) => Check::new(
+            NAME,
+            Level::Pass,
+            format!("{found}; a test commit (O_DIRECT write + fdatasync on io_uring) succeeded"),
+        ),
+        Err(error) => Check::new(
+            NAME,
+            Level::Fail,
+            format!("{found}, but a test commit failed: {error:#}"),
+        ),
+    };
+    (check, Some(alignment))
+}
+
+fn check_mmap_write_path(dir: &Path, direct_failed: bool) -> Check {
+    const NAME: &str = "mmap write path";
+    match trial_commit(dir, WritePath::Mmap) {
+        Ok(()) if direct_failed => Check::new(
+            NAME,
+            Level::Pass,
+            "mmap works: a test commit (mmap copy + fdatasync) succeeded, so --write-path mmap \
+             can run on this data directory",
+        ),
+        Ok(()) => Check::new(
+            NAME,
+            Level::Pass,
+            "mmap works: a test commit (mmap copy + fdatasync) succeeded",
+        ),
+        Err(error) => Check::new(
+            NAME,
+            Level::Fail,
+            format!("a test commit failed: {error:#}"),
+        ),
+    }
+}
+
+/// Opens a partition log on `write_path` in a scratch directory, makes one batch durable,
+/// closes it and removes the directory.
+fn trial_commit(dir: &Path, write_path: WritePath) -> anyhow::Result<()> {
+    let scratch = ScratchPath::new(dir, write_path.name());
+    scratch.remove()?;
+    fs::create_dir(&scratch.path)
+        .with_context(|| format!("creating {}", scratch.path.display()))?;
+    // Small segments: the check fills two (the first and a spare), not two of 128 MiB.
+    let mut config = WalConfig::new(&scratch.path, write_path);
+    config.segment_size_bytes = MIB;
+    config.tail_chunk_bytes = 256 * KIB;
+    config.tail_chunks_max = 2;
+    config.batch_size_bytes_max = 64 * KIB;
+    config.spare_segments_count = 1;
+    let mut wal = Wal::new(config)?;
+    let partition = wal.open_partition("check-0")?;
+    append_retrying(&mut wal, partition, &ringlog_wal::testing::batch_for(0, 1))?;
+    let durable_end = wal.sync(partition)?;
+    ensure!(
+        durable_end == Offset(1),
+        "durable end {durable_end} after one record, expected 1"
+    );
+    wal.close()?;
+    scratch.remove()
+}
+
+/// Appends, waiting while the log answers `Backpressure` (its spare still being filled).
+fn append_retrying(wal: &mut Wal, partition: PartitionHandle, batch: &[u8]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + TRIAL_BACKPRESSURE_TIMEOUT;
+    loop {
+        match wal.append(partition, batch, Epoch(1)) {
+            Ok(_) => return Ok(()),
+            Err(ringlog_wal::Error::Backpressure { reason }) => {
+                ensure!(
+                    Instant::now() < deadline,
+                    "the log stayed busy ({reason}) for {TRIAL_BACKPRESSURE_TIMEOUT:?}"
+                );
+                if wal.is_committing() {
+                    wal.wait()?;
+                } else {
+                    wal.poll()?;
+                    std::thread::yield_now();
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn check_memlock() -> Check {
+    const NAME: &str = "memlock";
+    match memlock_limit_bytes() {
+        Ok(None) => Check::new(NAME, Level::Pass, "RLIMIT_MEMLOCK unlimited"),
+        Ok(Some(limit)) if limit >= MEMLOCK_BYTES_MIN => Check::new(
+            NAME,
+            Level::Pass,
+            format!("RLIMIT_MEMLOCK {} MiB", limit / MIB),
+        ),
+        Ok(Some(limit)) => Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "RLIMIT_MEMLOCK is {} KiB, below 64 MiB: io_uring registered buffers count \
+                 against it, and without them every I/O pins its pages again; set \
+                 LimitMEMLOCK=infinity in the systemd unit, or `ulimit -l unlimited` (memlock \
+                 in /etc/security/limits.conf) for the user running ringlog",
+                limit / KIB
+            ),
+        ),
+        Err(error) => Check::new(
+            NAME,
+            Level::Warn,
+            format!("cannot read RLIMIT_MEMLOCK ({error}); ringlog wants at least 64 MiB"),
+        ),
+    }
+}
+
+fn check_fdatasync_latency(dir: &Path, alignment: Option<DioAlign>) -> Check {
+    const NAME: &str = "fdatasync latency";
+    let latencies = match measure_fdatasync(dir, alignment) {
+        Ok(latencies) => latencies,
+        Err(error) => {
+            let message = format!("the probe could not write the data directory: {error:#}");
+            return Check::new(NAME, Level::Fail, message);
+        }
+    };
+    let percentile = |per_cent: usize| latencies[(latencies.len() - 1) * per_cent / 100];
+    let p50 = percentile(50);
+    let p99 = percentile(99);
+    let how = if alignment.is_some() {
+        "O_DIRECT write"
+    } else {
+        "buffered write (no O_DIRECT here)"
+    };
+    let found = format!(
+        "p50 {} us, p99 {} us over {LATENCY_SAMPLES_COUNT} x {how} + fdatasync",
+        p50.as_micros(),
+        p99.as_micros()
+    );
+    if p50 > LATENCY_P50_WARN {
+        let message = format!(
+            "{found}; p50 above 2 ms: likely a slow device, or cache flushes that wait for \
+             the medium (no volatile write cache flush support); every acknowledged write \
+             waits for one fdatasync"
+        );
+        return Check::new(NAME, Level::Warn, message);
+    }
+    Check::new(NAME, Level::Pass, found)
+}
+
+/// Times `LATENCY_SAMPLES_COUNT` pairs of one block write and fdatasync over a pre-filled
+/// file (so that no write allocates and fdatasync has no metadata to commit). Sorted.
+fn measure_fdatasync(dir: &Path, alignment: Option<DioAlign>) -> anyhow::Result<Vec<Duration>> {
+    let scratch = ScratchPath::new(dir, "fdatasync");
+    scratch.remove()?;
+    let path = &scratch.path;
+    let file_size = usize::try_from(LATENCY_FILE_SIZE_BYTES)?;
+    let mut filler = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    filler.write_all(&vec![0; file_size])?;
+    filler.sync_all()?;
+    drop(filler);
+    let mut options = OpenOptions::new();
+    options.write(true);
+    let write_size = match alignment {
+        Some(alignment) => {
+            options.custom_flags(libc::O_DIRECT);
+            LATENCY_WRITE_SIZE_BYTES.max(u64::from(alignment.offset_align_bytes))
+        }
+        None => LATENCY_WRITE_SIZE_BYTES,
+    };
+    let memory_align = alignment.map_or(0, |alignment| alignment.memory_align_bytes);
+    let buffer_align = usize::try_from(memory_align)?.max(4 * 1024);
+    let mut buffer = AlignedBuf::zeroed(usize::try_from(write_size)?, buffer_align);
+    buffer.as_mut_slice().fill(0xa5);
+    let file = options
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let slots_count = (LATENCY_FILE_SIZE_BYTES / write_size).max(1);
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES_COUNT);
+    for (sample, slot) in (0..LATENCY_SAMPLES_COUNT).zip((0..slots_count).cycle()) {
+        let start = Instant::now();
+        file.write_all_at(buffer.as_slice(), slot * write_size)
+            .with_context(|| format!("write {sample} to {}", path.display()))?;
+        file.sync_data()
+            .with_context(|| format!("fdatasync {sample} of {}", path.display()))?;
+        latencies.push(start.elapsed());
+    }
+    drop(file);
+    scratch.remove()?;
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+/// A temporary entry of the data directory, removed when dropped (also on early returns).
+struct ScratchPath {
+    path: PathBuf,
+}
+
+impl ScratchPath {
+    fn new(dir: &Path, what: &str) -> ScratchPath {
+        let name = format!(".ringlog-check-host-{}-{what}", std::process::id());
+        ScratchPath {
+            path: dir.join(name),
+        }
+    }
+
+    /// Removes the entry (a file or a directory tree) if it exists.
+    fn remove(&self) -> anyhow::Result<()> {
+        let result = match fs::symlink_metadata(&self.path) {
+            Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&self.path),
+            Ok(_) => fs::remove_file(&self.path),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        };
+        result.with_context(|| format!("removing {}", self.path.display()))
+    }
+}
+
+impl Drop for ScratchPath {
+    fn drop(&mut self) {
+        // Best effort on error paths; the success paths call `remove` and report failures.
+        let _ = self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Checks that kernel releases in the forms distributions use give (major, minor), and
+    // that nonsense gives None.
+    #[test]
+    fn kernel_versions_parse() {
+        let cases = [
+            ("6.18.0-12-generic", Some((6, 18))),
+            ("6.1.0", Some((6, 1))),
+            ("5.15.167.4-microsoft-standard-WSL2", Some((5, 15))),
+            ("6.9-rc1", Some((6, 9))),
+            ("6.12+deb13-amd64", Some((6, 12))),
+            ("linux", None),
+            ("", None),
+        ];
+        for (release, expected) in cases {
+            assert_eq!(parse_kernel_version(release), expected, "{release}");
+        }
+        assert!(parse_kernel_version("6.1.0").unwrap() >= KERNEL_VERSION_MIN);
+        assert!(parse_kernel_version("5.19.0").unwrap() < KERNEL_VERSION_MIN);
+    }
+}
