@@ -11,13 +11,20 @@
 //! - Buffers: [`AlignedBuf`] (owned, aligned, zeroed), [`AppendBuf`] + [`AppendWriter`] (the
 //!   partition tail: one writer appends, in-flight writes and fetches read what is published),
 //!   and [`BufPool`] (a fixed set of aligned buffers allocated at startup).
+//! - The network loop's operations ([`net`]): multishot accept, receive, send, and gather
+//!   send of a [`GatherList`] (header bytes, tail-buffer ranges, `Bytes`), all owning their
+//!   buffers like the storage ops; plus cross-ring wake-ups ([`Ring::msg_ring`], which the
+//!   target reaps as a `foreign` completion), timers ([`Ring::timeout`]) and cancellation
+//!   ([`Ring::cancel`]). Their opcodes are optional ([`OptionalOpcode`], [`Ring::supports`]):
+//!   the storage path starts on a kernel that lacks them.
 //! - [`FaultPlan`]: fault injection for tests of the durable path (failing writes and fsyncs
-//!   without device-mapper).
+//!   without device-mapper). It never applies to socket ops.
 //! - [`fs`]: startup probes, O_DIRECT alignment (`statx`) and the memlock limit.
 //!
 //! What it does not own: what to write where and when (the WAL's sans-I/O core decides),
 //! retry policy for failed writes and fsyncs (there is none: the WAL fences the partition),
-//! sockets and cross-shard wake-ups (the server crate).
+//! connection state, framing and the cross-shard queues that a wake-up announces (the server
+//! crate).
 //!
 //! This is one of the two crates allowed `unsafe`; every block names its invariant. The
 //! central one: a buffer moves into its operation and comes back only in its [`Completion`],
@@ -58,6 +65,8 @@ pub mod buffer;
 pub mod error;
 pub mod fault;
 pub mod fs;
+pub mod gather;
+pub mod net;
 mod op;
 pub mod ring;
 
@@ -65,4 +74,8 @@ pub use buffer::{AlignedBuf, AppendBuf, AppendWriter, BufPool, ALIGN_MIN_BYTES};
 pub use error::{IoError, ProbeError};
 pub use fault::FaultPlan;
 pub use fs::{dio_alignment, memlock_limit_bytes, DioAlign};
-pub use ring::{Completion, OpBuf, Ring, RingConfig, SetupMode, RESUBMIT_COUNT_MAX};
+pub use gather::{GatherList, GATHER_CHUNK_COUNT_MAX, SEND_BYTES_MAX};
+pub use ring::{
+    Completion, OpBuf, OptionalOpcode, Ring, RingConfig, SetupMode, FOREIGN_TAG_BIT,
+    FOREIGN_TAG_MAX, RESUBMIT_COUNT_MAX,
+};

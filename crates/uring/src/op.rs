@@ -10,23 +10,65 @@
 //! - Links are symmetric: slot `a` is `Leads(b)` exactly when slot `b` is `Follows(a)`. A chain
 //!   has at most two ops (write + fsync, rename + directory fsync).
 //! - The table never grows past the capacity it was created with (`ops_in_flight_max`).
+//! - A multishot op (`AcceptMulti`) stays `InKernel` across its `IORING_CQE_F_MORE` CQEs; only
+//!   its final CQE (without the flag) frees its slot.
+//! - An accepted descriptor is adopted into an `OwnedFd` exactly once, when its CQE is turned
+//!   into a completion, so that it is closed if nobody takes it.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use io_uring::types;
+
 use crate::error::IoError;
+use crate::gather::GatherList;
 use crate::ring::{Completion, OpBuf};
 
 /// What an operation does, with everything needed to build (and rebuild) its SQE.
 #[derive(Debug)]
 pub(crate) enum OpKind {
-    Write { position: u64 },
-    Read { position: u64 },
-    Fsync { datasync: bool },
-    Fallocate { mode: i32, position: u64, len: u64 },
-    RenameAt { from: CString, to: CString },
+    Write {
+        position: u64,
+    },
+    Read {
+        position: u64,
+    },
+    Fsync {
+        datasync: bool,
+    },
+    Fallocate {
+        mode: i32,
+        position: u64,
+        len: u64,
+    },
+    RenameAt {
+        from: CString,
+        to: CString,
+    },
     Nop,
+    /// Multishot accept on a listening socket (`fd`).
+    AcceptMulti,
+    /// Single-shot receive into the op's `Owned` or `Vec` buffer.
+    Recv,
+    /// Send of the op's buffer.
+    Send,
+    /// Send of the op's gather list.
+    SendMsg,
+    /// A completion posted to another ring (`target_fd`) under `user_data`, with `result`.
+    MsgRing {
+        target_fd: RawFd,
+        user_data: u64,
+        result: i32,
+    },
+    /// A relative timer; boxed so the kernel reads a timespec that never moves.
+    Timeout {
+        timespec: Box<types::Timespec>,
+    },
+    /// Cancels the op whose SQE carries `target_user_data`.
+    Cancel {
+        target_user_data: u64,
+    },
 }
 
 impl OpKind {
@@ -39,7 +81,33 @@ impl OpKind {
             OpKind::Fallocate { .. } => "fallocate",
             OpKind::RenameAt { .. } => "renameat",
             OpKind::Nop => "nop",
+            OpKind::AcceptMulti => "accept",
+            OpKind::Recv => "recv",
+            OpKind::Send => "send",
+            OpKind::SendMsg => "sendmsg",
+            OpKind::MsgRing { .. } => "msg_ring",
+            OpKind::Timeout { .. } => "timeout",
+            OpKind::Cancel { .. } => "cancel",
         }
+    }
+
+    /// True for ops that may wait in the kernel for as long as a peer or a timer likes: these
+    /// can be canceled, and are canceled when the ring is dropped. Storage ops always finish on
+    /// their own and are never canceled.
+    pub(crate) fn may_wait_indefinitely(&self) -> bool {
+        matches!(
+            self,
+            OpKind::AcceptMulti
+                | OpKind::Recv
+                | OpKind::Send
+                | OpKind::SendMsg
+                | OpKind::Timeout { .. }
+        )
+    }
+
+    /// True for ops that may use a registered buffer (READ_FIXED/WRITE_FIXED).
+    pub(crate) fn may_use_fixed_buffer(&self) -> bool {
+        matches!(self, OpKind::Write { .. } | OpKind::Read { .. })
     }
 }
 
@@ -78,13 +146,19 @@ pub(crate) enum Link {
 pub(crate) struct Op {
     pub(crate) tag: u64,
     pub(crate) kind: OpKind,
-    /// Keeps the descriptor open until the completion (`None` for `Nop`).
+    /// Keeps the descriptor open until the completion (`None` for `Nop`, `MsgRing`, `Timeout`
+    /// and `Cancel`).
     pub(crate) fd: Option<Arc<OwnedFd>>,
     pub(crate) buf: Option<OpBuf>,
+    /// The chunks of a `SendMsg`, with the msghdr and iovecs the kernel reads.
+    pub(crate) gather: Option<GatherList>,
     pub(crate) link: Link,
     pub(crate) state: OpState,
     /// How many times the op was resubmitted after `EINTR`/`EAGAIN`.
     pub(crate) resubmit_count: u32,
+    /// A cancellation was requested (by `Ring::cancel` or the ring's drop): the op is never
+    /// resubmitted again, an `EINTR`/`EAGAIN` completes it as `Canceled`.
+    pub(crate) cancel_requested: bool,
 }
 
 impl Op {
@@ -94,9 +168,11 @@ impl Op {
             kind,
             fd: fd.map(Arc::clone),
             buf,
+            gather: None,
             link: Link::Alone,
             state: OpState::Accepted,
             resubmit_count: 0,
+            cancel_requested: false,
         }
     }
 
@@ -115,20 +191,55 @@ impl Op {
         }
     }
 
-    /// Maps a CQE result to the completion result.
+    /// Maps a CQE result to the completion result. A timeout that expired (`ETIME`) is the
+    /// timer firing, its success: `Ok(0)`.
     pub(crate) fn cqe_result(&self, res: i32) -> Result<u32, IoError> {
-        match u32::try_from(res) {
-            Ok(transferred) => Ok(transferred),
-            Err(_) => Err(IoError::from_errno(self.kind.name(), res.saturating_neg())),
+        if matches!(self.kind, OpKind::Timeout { .. }) && res == -libc::ETIME {
+            return Ok(0);
+        }
+        cqe_result_of(self.kind.name(), res)
+    }
+
+    /// The completion of a CQE flagged `IORING_CQE_F_MORE`: the op stays in flight.
+    pub(crate) fn more_completion(&self, result: Result<u32, IoError>) -> Completion {
+        let accepted = self.adopt_accepted(&result);
+        Completion {
+            more: true,
+            accepted,
+            ..Completion::new(self.tag, result)
         }
     }
 
     pub(crate) fn into_completion(self, result: Result<u32, IoError>) -> Completion {
+        let accepted = self.adopt_accepted(&result);
         Completion {
-            tag: self.tag,
-            result,
             buf: self.buf,
+            gather: self.gather,
+            accepted,
+            ..Completion::new(self.tag, result)
         }
+    }
+
+    /// Takes ownership of the descriptor an accept CQE reported. Called once per CQE.
+    fn adopt_accepted(&self, result: &Result<u32, IoError>) -> Option<OwnedFd> {
+        let (OpKind::AcceptMulti, Ok(fd)) = (&self.kind, result) else {
+            return None;
+        };
+        let fd = RawFd::try_from(*fd).expect("an accepted descriptor fits in RawFd");
+        assert!(fd >= 0, "accepted descriptor {fd}");
+        // SAFETY: the kernel installed `fd` in this process's descriptor table for this very
+        // accept CQE and gave it to nobody else. Each CQE is turned into exactly one
+        // completion (`on_cqe` runs once per CQE and calls this once), so this is the only
+        // `OwnedFd` for it: it is closed exactly once, by whoever ends up owning it.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Maps a CQE result of `op` (or of a foreign message) to a completion result.
+pub(crate) fn cqe_result_of(op: &'static str, res: i32) -> Result<u32, IoError> {
+    match u32::try_from(res) {
+        Ok(transferred) => Ok(transferred),
+        Err(_) => Err(IoError::from_errno(op, res.saturating_neg())),
     }
 }
 

@@ -16,23 +16,33 @@
 //!   writes again while the op's `Arc` is alive.
 //! - `EINTR`/`EAGAIN` completions are resubmitted (at most [`RESUBMIT_COUNT_MAX`] times); a
 //!   chain is resubmitted whole, in order, once both of its CQEs are back.
-//! - ops in flight <= `ops_in_flight_max` <= CQ size, so the completion queue cannot overflow.
+//! - ops in flight <= `ops_in_flight_max` <= CQ size, so single-shot completions cannot
+//!   overflow the completion queue. Multishot accepts and foreign wake-ups can post more CQEs
+//!   than that; the kernel then keeps the extra ones in its overflow list
+//!   (`IORING_FEAT_NODROP`) and may end a multishot accept early (`more == false`).
 //! - A fixed (registered-buffer) op is issued only for an allocation the op itself owns, found
 //!   by allocation id, so a registration of freed memory is never used.
+//! - The `user_data` of an SQE is its op's slot index (below 2^32); a CQE whose `user_data`
+//!   has [`FOREIGN_TAG_BIT`] set was posted by another ring's [`Ring::msg_ring`] and names no
+//!   op of this ring. Only `msg_ring` posts to a ring's fd, and it always sets that bit.
+//! - A cancellation never frees anything: the canceled op keeps its buffer and descriptor
+//!   until its own CQE (usually `ECANCELED`) is reaped, and is never resubmitted after it.
 
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::ops::Range;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
-use io_uring::{opcode, squeue, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use crate::buffer::{AlignedBuf, AppendBuf, BufPool};
 use crate::error::{IoError, ProbeError};
 pub use crate::fault::FaultPlan;
 use crate::fault::FaultState;
-use crate::op::{Link, Op, OpKind, OpState, OpTable};
+use crate::gather::{GatherList, SEND_BYTES_MAX};
+use crate::op::{cqe_result_of, Link, Op, OpKind, OpState, OpTable};
 
 /// How many times one operation is resubmitted after `EINTR`/`EAGAIN` before the ring gives
 /// up and completes it with `IoError::Unexpected`.
@@ -63,6 +73,85 @@ const REQUIRED_OPCODES: [(u8, &str); 8] = [
     (opcode::ReadFixed::CODE, "READ_FIXED"),
 ];
 
+/// Set in the `user_data` of every CQE that [`Ring::msg_ring`] posts to another ring, so the
+/// target can tell a foreign wake-up from its own ops (whose `user_data` is a slot index).
+pub const FOREIGN_TAG_BIT: u64 = 1 << 63;
+
+/// The largest `tag_for_target` that [`Ring::msg_ring`] can deliver (the tag must leave
+/// [`FOREIGN_TAG_BIT`] free).
+pub const FOREIGN_TAG_MAX: u64 = FOREIGN_TAG_BIT - 1;
+
+/// How long a dropped ring waits for the kernel to cancel one waiting op (a receive, an
+/// accept, a timer) before it gives up and leaks the remaining ops instead.
+const DROP_CANCEL_WAIT: Duration = Duration::from_secs(1);
+
+/// Opcodes of a shard's network loop. The storage path does not need them, so a kernel that
+/// lacks one still runs the WAL: [`Ring::probe`] does not require them, [`Ring::supports`]
+/// tells whether each is there, and an op queued without kernel support is refused with
+/// `IoError::Unsupported` before it reaches the kernel.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OptionalOpcode {
+    /// `IORING_OP_ACCEPT` (multishot since Linux 5.19).
+    Accept,
+    /// `IORING_OP_RECV`.
+    Recv,
+    /// `IORING_OP_SEND`.
+    Send,
+    /// `IORING_OP_SENDMSG`.
+    SendMsg,
+    /// `IORING_OP_MSG_RING` (Linux 5.18).
+    MsgRing,
+    /// `IORING_OP_TIMEOUT`.
+    Timeout,
+    /// `IORING_OP_ASYNC_CANCEL`.
+    AsyncCancel,
+}
+
+impl OptionalOpcode {
+    /// Every optional opcode, in probe order.
+    pub const ALL: [OptionalOpcode; 7] = [
+        OptionalOpcode::Accept,
+        OptionalOpcode::Recv,
+        OptionalOpcode::Send,
+        OptionalOpcode::SendMsg,
+        OptionalOpcode::MsgRing,
+        OptionalOpcode::Timeout,
+        OptionalOpcode::AsyncCancel,
+    ];
+
+    /// The `IORING_OP_` name, for messages to the operator.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            OptionalOpcode::Accept => "ACCEPT",
+            OptionalOpcode::Recv => "RECV",
+            OptionalOpcode::Send => "SEND",
+            OptionalOpcode::SendMsg => "SENDMSG",
+            OptionalOpcode::MsgRing => "MSG_RING",
+            OptionalOpcode::Timeout => "TIMEOUT",
+            OptionalOpcode::AsyncCancel => "ASYNC_CANCEL",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            OptionalOpcode::Accept => opcode::AcceptMulti::CODE,
+            OptionalOpcode::Recv => opcode::Recv::CODE,
+            OptionalOpcode::Send => opcode::Send::CODE,
+            OptionalOpcode::SendMsg => opcode::SendMsg::CODE,
+            OptionalOpcode::MsgRing => opcode::MsgRingData::CODE,
+            OptionalOpcode::Timeout => opcode::Timeout::CODE,
+            OptionalOpcode::AsyncCancel => opcode::AsyncCancel::CODE,
+        }
+    }
+
+    /// This opcode's bit in `Ring::optional_supported`.
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
 /// Sizes of a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingConfig {
@@ -83,13 +172,22 @@ impl Default for RingConfig {
 }
 
 /// The buffer an operation owns while in flight; handed back in its [`Completion`].
+///
+/// Every variant keeps its bytes at an address that does not change when the `OpBuf` moves,
+/// which is what lets the kernel use them while the op holds the buffer.
 #[derive(Debug)]
 pub enum OpBuf {
-    /// A uniquely owned buffer: written whole, or read into whole.
+    /// A uniquely owned aligned buffer: written or sent whole, or read or received into whole.
     Owned(AlignedBuf),
-    /// Published bytes `range` of a tail buffer (writes only). The `Arc` keeps the buffer alive
-    /// and blocks its reset until the completion is dropped.
+    /// Published bytes `range` of a tail buffer (writes and sends only). The `Arc` keeps the
+    /// buffer alive and blocks its reset until the completion is dropped.
     Shared(Arc<AppendBuf>, Range<usize>),
+    /// A plain heap buffer for sockets: sent whole, or received into up to its length (not
+    /// its capacity). Never registered, so never used with READ_FIXED/WRITE_FIXED.
+    Vec(Vec<u8>),
+    /// Reference-counted immutable bytes (sends and writes only), e.g. a response encoded by
+    /// another layer. Cloning it is cheap and the clone shares the bytes.
+    Bytes(bytes::Bytes),
 }
 
 impl OpBuf {
@@ -99,6 +197,8 @@ impl OpBuf {
         match self {
             OpBuf::Owned(buf) => buf.len(),
             OpBuf::Shared(_, range) => range.len(),
+            OpBuf::Vec(buf) => buf.len(),
+            OpBuf::Bytes(buf) => buf.len(),
         }
     }
 
@@ -114,6 +214,8 @@ impl OpBuf {
         match self {
             OpBuf::Owned(buf) => buf.as_slice(),
             OpBuf::Shared(buf, range) => buf.slice(range.clone()),
+            OpBuf::Vec(buf) => buf.as_slice(),
+            OpBuf::Bytes(buf) => buf,
         }
     }
 
@@ -122,28 +224,103 @@ impl OpBuf {
     pub fn into_owned(self) -> Option<AlignedBuf> {
         match self {
             OpBuf::Owned(buf) => Some(buf),
-            OpBuf::Shared(..) => None,
+            OpBuf::Shared(..) | OpBuf::Vec(_) | OpBuf::Bytes(_) => None,
         }
     }
 
-    /// Allocation id of the underlying buffer.
-    fn allocation_id(&self) -> u64 {
+    /// The heap buffer, if this is `Vec`.
+    #[must_use]
+    pub fn into_vec(self) -> Option<Vec<u8>> {
         match self {
-            OpBuf::Owned(buf) => buf.allocation_id(),
-            OpBuf::Shared(buf, _) => buf.allocation_id(),
+            OpBuf::Vec(buf) => Some(buf),
+            OpBuf::Owned(_) | OpBuf::Shared(..) | OpBuf::Bytes(_) => None,
+        }
+    }
+
+    /// The bytes a read or receive may fill: `Some` only for the uniquely owned variants.
+    pub(crate) fn writable_bytes(&mut self) -> Option<&mut [u8]> {
+        match self {
+            OpBuf::Owned(buf) => Some(buf.as_mut_slice()),
+            OpBuf::Vec(buf) => Some(buf.as_mut_slice()),
+            OpBuf::Shared(..) | OpBuf::Bytes(_) => None,
+        }
+    }
+
+    /// Asserts that the kernel may read every byte: a `Shared` range is ordered and lies
+    /// within the published bytes, which its writer never writes again.
+    pub(crate) fn assert_readable(&self) {
+        if let OpBuf::Shared(shared, range) = self {
+            assert!(range.start <= range.end, "reversed range {range:?}");
+            assert!(
+                range.end <= shared.published_len(),
+                "only published bytes may be written or sent: range={range:?} published_len={}",
+                shared.published_len()
+            );
+        }
+    }
+
+    /// Allocation id of the underlying buffer, if it is one that can be registered.
+    fn allocation_id(&self) -> Option<u64> {
+        match self {
+            OpBuf::Owned(buf) => Some(buf.allocation_id()),
+            OpBuf::Shared(buf, _) => Some(buf.allocation_id()),
+            OpBuf::Vec(_) | OpBuf::Bytes(_) => None,
         }
     }
 }
 
-/// The outcome of one operation.
+/// The outcome of one operation, or one event of a multishot operation, or a wake-up that
+/// another ring posted with [`Ring::msg_ring`] (`foreign`).
 #[derive(Debug)]
 pub struct Completion {
-    /// The tag the operation was queued under.
+    /// The tag the operation was queued under (for a foreign wake-up: the sender's
+    /// `tag_for_target`).
     pub tag: u64,
-    /// Bytes transferred (reads and writes; may be fewer than asked) or `0`, or the error.
+    /// Bytes transferred (reads, writes, receives, sends; may be fewer than asked), the
+    /// accepted descriptor (accept), `0`, or the error. A foreign wake-up carries the
+    /// sender's `result`, mapped like an errno if it is negative.
     pub result: Result<u32, IoError>,
-    /// The buffer the operation owned (`None` for fsync, fallocate, rename and nop).
+    /// The buffer the operation owned (`None` for ops without one, and for multishot events
+    /// and foreign wake-ups).
     pub buf: Option<OpBuf>,
+    /// The gather list a [`Ring::sendmsg`] owned.
+    pub gather: Option<GatherList>,
+    /// `IORING_CQE_F_MORE`: the multishot operation is still armed and more completions will
+    /// come under the same tag. When an accept completes with `more == false` it has ended
+    /// (canceled, failed, or stopped by the kernel, e.g. on CQ overflow) and must be re-armed.
+    /// Always false for single-shot operations.
+    pub more: bool,
+    /// True if another ring posted this with [`Ring::msg_ring`]: no op of this ring is
+    /// involved, nothing is freed, and `tag` is the sender's `tag_for_target`.
+    pub foreign: bool,
+    /// The descriptor of an accepted connection, owned until taken (closed on drop).
+    pub(crate) accepted: Option<OwnedFd>,
+}
+
+impl Completion {
+    pub(crate) fn new(tag: u64, result: Result<u32, IoError>) -> Completion {
+        Completion {
+            tag,
+            result,
+            buf: None,
+            gather: None,
+            more: false,
+            foreign: false,
+            accepted: None,
+        }
+    }
+
+    /// Takes ownership of the connection an accept completion reported (its `result` is
+    /// `Ok(fd)` with the same number). Returns `None` for every other completion, and on any
+    /// call after the first.
+    ///
+    /// The completion owns the accepted descriptor from the moment its CQE is reaped: if it
+    /// is dropped without this call, the connection is closed, so an accepted descriptor can
+    /// never leak. After this call the returned `OwnedFd` is the only owner; the raw number
+    /// in `result` is informational and must not be used to build another `OwnedFd`.
+    pub fn take_accepted(&mut self) -> Option<OwnedFd> {
+        self.accepted.take()
+    }
 }
 
 /// The setup flags a ring got from the kernel.
@@ -161,14 +338,20 @@ pub enum SetupMode {
 /// With [`SetupMode::DeferTaskrun`] the kernel accepts submissions and completions only from
 /// the thread that created the ring: calls from another thread fail with
 /// `IoError::Unexpected { errno: EEXIST, .. }`, and dropping the ring on another thread leaks
-/// the buffers of operations still in flight (safe, but a bug to fix).
+/// the buffers of operations still in flight (safe, but a bug to fix). The one thing other
+/// threads may do is post a wake-up to it with their own ring's [`msg_ring`](Self::msg_ring),
+/// using the fd from [`ring_fd`](Self::ring_fd).
+///
+/// Dropping a ring cancels the ops that could wait forever (receives, sends, accepts, timers),
+/// then waits for every op's completion before freeing anything.
 pub struct Ring {
     uring: IoUring,
     ops: OpTable,
     /// Ops that completed without the kernel (injected faults), in completion order.
     ready: VecDeque<u32>,
-    /// Scratch space for CQEs copied out of the completion queue (capacity = CQ size).
-    cqe_batch: Vec<(u64, i32)>,
+    /// Scratch space for CQEs (`user_data`, `res`, `flags`) copied out of the completion
+    /// queue (capacity = CQ size).
+    cqe_batch: Vec<(u64, i32, u32)>,
     /// Ops in state `InKernel`: CQEs still to come.
     kernel_pending: usize,
     setup_mode: SetupMode,
@@ -178,6 +361,10 @@ pub struct Ring {
     registered: Vec<(u64, u16)>,
     /// SQEs pushed as READ_FIXED/WRITE_FIXED.
     fixed_op_count: u64,
+    /// One `OptionalOpcode::bit` per optional opcode the kernel supports (probed at setup).
+    optional_supported: u32,
+    /// Set by `Drop`: canceled ops are no longer resubmitted.
+    closing: bool,
 }
 
 impl Ring {
@@ -215,6 +402,7 @@ impl Ring {
             "CQ of {cq_len} is too small"
         );
         assert!(uring.params().sq_entries() >= 2, "SQ too small for a chain");
+        let optional_supported = probe_optional(&uring);
         let ring = Ring {
             uring,
             ops: OpTable::with_capacity(config.ops_in_flight_max),
@@ -226,6 +414,8 @@ impl Ring {
             faults: FaultState::default(),
             registered: Vec::new(),
             fixed_op_count: 0,
+            optional_supported,
+            closing: false,
         };
         ring.check_invariants();
         Ok(ring)
@@ -245,7 +435,8 @@ impl Ring {
 
     /// Checks that the kernel supports every opcode ringlog needs (WRITE, READ, FSYNC,
     /// FALLOCATE, RENAMEAT, NOP, WRITE_FIXED, READ_FIXED). The error names the first missing
-    /// one and tells the operator what to do.
+    /// one and tells the operator what to do. The network loop's opcodes are optional (see
+    /// [`OptionalOpcode`]): a missing one is logged here, not an error.
     pub fn probe(&self) -> Result<(), ProbeError> {
         let mut probe = Probe::new();
         self.uring
@@ -259,7 +450,31 @@ impl Ring {
                 return Err(ProbeError::MissingOpcode { opcode });
             }
         }
+        for optional in OptionalOpcode::ALL {
+            if !self.supports(optional) {
+                tracing::warn!(
+                    opcode = optional.name(),
+                    "this kernel's io_uring lacks an opcode of the network loop; \
+                     the storage path does not need it"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// True if the kernel supports `opcode` (probed once, when the ring was created).
+    #[must_use]
+    pub fn supports(&self, opcode: OptionalOpcode) -> bool {
+        self.optional_supported & opcode.bit() != 0
+    }
+
+    /// `Err(Unsupported)` if the kernel lacks `opcode`.
+    pub(crate) fn require(&self, opcode: OptionalOpcode) -> Result<(), IoError> {
+        if self.supports(opcode) {
+            Ok(())
+        } else {
+            Err(IoError::Unsupported { op: opcode.name() })
+        }
     }
 
     /// Queues a write of `buf` (all of `Owned`, or the range of `Shared`) at file `position`.
@@ -284,14 +499,7 @@ impl Ring {
         then_fsync: Option<u64>,
     ) -> Result<(), IoError> {
         assert_transfer_len(buf.len());
-        if let OpBuf::Shared(shared, range) = &buf {
-            assert!(range.start <= range.end, "reversed range {range:?}");
-            assert!(
-                range.end <= shared.published_len(),
-                "a write may only cover published bytes: range={range:?} published_len={}",
-                shared.published_len()
-            );
-        }
+        buf.assert_readable();
         let write = Op::new(tag, OpKind::Write { position }, Some(fd), Some(buf));
         let fsync = then_fsync
             .map(|fsync_tag| Op::new(fsync_tag, OpKind::Fsync { datasync: true }, Some(fd), None));
@@ -376,9 +584,112 @@ impl Ring {
         self.accept(Op::new(tag, OpKind::Nop, None, None), None)
     }
 
+    /// This ring's descriptor, to hand to other shard threads as the target of their
+    /// [`msg_ring`](Self::msg_ring).
+    ///
+    /// Another thread may use it ONLY as the target of `msg_ring` (IORING_OP_MSG_RING): never
+    /// submit, wait, register, mmap or close through it (the ring is single-issuer, and its
+    /// queues belong to this ring's thread). The number is valid while this `Ring` is alive;
+    /// the server keeps every shard's ring alive until no shard can send to it any more (a
+    /// message to a closed or reused number fails with `EBADF`/`EBADFD`, or reaches whatever
+    /// ring now has that number).
+    #[must_use]
+    pub fn ring_fd(&self) -> RawFd {
+        self.uring.as_raw_fd()
+    }
+
+    /// Queues an `IORING_OP_MSG_RING` that posts a completion to the ring whose descriptor is
+    /// `target_ring_fd` (another shard's [`ring_fd`](Self::ring_fd), or this ring's own).
+    ///
+    /// The target reaps a [`Completion`] with `foreign == true`, `tag == tag_for_target`, and
+    /// `result` from `result` (`Ok(result)` if it is not negative; a negative value is mapped
+    /// like an errno, so keep it non-negative). This is how one shard wakes another that is
+    /// blocked in [`submit_and_wait_timeout`](Self::submit_and_wait_timeout), e.g. after
+    /// pushing to their SPSC queue (DESIGN.md section 3: 4.1 us vs 9.6 us for a futex). The
+    /// sender's own completion, under `tag`, is `Ok(0)` once the message is posted, or an
+    /// error (`EBADFD`: not a ring; `EOVERFLOW`: the target's CQ is full on older kernels).
+    ///
+    /// Panics if `tag_for_target > FOREIGN_TAG_MAX` (programmer error).
+    pub fn msg_ring(
+        &mut self,
+        target_ring_fd: RawFd,
+        tag_for_target: u64,
+        result: i32,
+        tag: u64,
+    ) -> Result<(), IoError> {
+        assert!(
+            tag_for_target <= FOREIGN_TAG_MAX,
+            "tag_for_target={tag_for_target} collides with FOREIGN_TAG_BIT"
+        );
+        self.require(OptionalOpcode::MsgRing)?;
+        let kind = OpKind::MsgRing {
+            target_fd: target_ring_fd,
+            user_data: FOREIGN_TAG_BIT | tag_for_target,
+            result,
+        };
+        self.accept(Op::new(tag, kind, None, None), None)
+    }
+
+    /// Queues a relative timer (`IORING_OP_TIMEOUT`, no completion count): it completes under
+    /// `tag` with `Ok(0)` once `duration` has passed (the kernel's `ETIME`), or with
+    /// `Err(Canceled)` if [`cancel`](Self::cancel)ed first. For long-poll deadlines.
+    pub fn timeout(&mut self, duration: Duration, tag: u64) -> Result<(), IoError> {
+        self.require(OptionalOpcode::Timeout)?;
+        let kind = OpKind::Timeout {
+            timespec: Box::new(types::Timespec::from(duration)),
+        };
+        self.accept(Op::new(tag, kind, None, None), None)
+    }
+
+    /// Queues an `IORING_OP_ASYNC_CANCEL` of the in-flight op queued under `target_tag`, which
+    /// must be a receive, send, sendmsg, accept or timeout (storage ops are never canceled: they
+    /// finish on their own, and the durable path never abandons a write or an fsync). If several
+    /// such ops share the tag, only one of them is canceled: give ops you may cancel a unique
+    /// tag.
+    ///
+    /// The cancel completes under `tag`: `Ok(0)` if the kernel found the target, or
+    /// `Unexpected { errno: ENOENT }` if it had already finished (also when no such op is in
+    /// flight), or `EALREADY` if it was running and could not be stopped. Cancellation frees
+    /// nothing: the target still completes under its own tag (usually `Err(Canceled)`, or
+    /// `Ok(n)` for a send that had sent `n` bytes) and hands its buffer back then.
+    pub fn cancel(&mut self, target_tag: u64, tag: u64) -> Result<(), IoError> {
+        self.require(OptionalOpcode::AsyncCancel)?;
+        let target = self
+            .ops
+            .iter()
+            .find(|(_, op)| {
+                op.tag == target_tag
+                    && op.kind.may_wait_indefinitely()
+                    && matches!(op.state, OpState::InKernel)
+            })
+            .map(|(index, _)| index);
+        let Some(target) = target else {
+            let mut op = Op::new(
+                tag,
+                OpKind::Cancel {
+                    target_user_data: 0,
+                },
+                None,
+                None,
+            );
+            let not_found = IoError::from_errno(op.kind.name(), libc::ENOENT);
+            op.state = OpState::Done(Err(not_found));
+            return self.accept_done(op);
+        };
+        let kind = OpKind::Cancel {
+            target_user_data: u64::from(target),
+        };
+        self.accept(Op::new(tag, kind, None, None), None)?;
+        self.ops.get_mut(target).cancel_requested = true;
+        Ok(())
+    }
+
     /// Submits queued SQEs; if `want > 0`, waits until at least `want` completions are ready,
     /// or as many as can still arrive if fewer ops are in flight (it never waits forever).
-    /// Returns the number of SQEs submitted.
+    /// Only this ring's own ops count: with nothing in flight it returns at once, even if
+    /// another ring is about to post a wake-up; a loop that waits for those uses
+    /// [`submit_and_wait_timeout`](Self::submit_and_wait_timeout). Returns the number of SQEs
+    /// submitted.
     pub fn submit_and_wait(&mut self, want: usize) -> Result<usize, IoError> {
         let wait_count = want
             .saturating_sub(self.ready.len())
@@ -402,6 +713,39 @@ impl Ring {
         }
     }
 
+    /// Submits queued SQEs and waits until at least `want` completions are ready, counting
+    /// this ring's own ops AND foreign wake-ups from other rings' [`msg_ring`](Self::msg_ring),
+    /// or until `timeout` has passed, whichever comes first. Unlike
+    /// [`submit_and_wait`](Self::submit_and_wait) it waits even with nothing in flight, which
+    /// is what a shard's loop needs: its next event may come from another shard. A timeout is
+    /// not an error (reap then finds fewer completions), and a signal may end the wait early.
+    /// Returns the number of SQEs submitted.
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        want: usize,
+        timeout: Duration,
+    ) -> Result<usize, IoError> {
+        let wait_count = want.saturating_sub(self.ready.len());
+        if wait_count == 0 {
+            return self.submit_and_wait(0);
+        }
+        let timespec = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&timespec);
+        match self.uring.submitter().submit_with_args(wait_count, &args) {
+            Ok(submitted) => Ok(submitted),
+            Err(error) => match error.raw_os_error() {
+                // Timed out, interrupted, or the kernel could not take more work now: the
+                // caller reaps what there is and decides whether to wait again.
+                Some(libc::ETIME | libc::EINTR | libc::EAGAIN | libc::EBUSY) => Ok(0),
+                Some(errno) => Err(IoError::from_errno("io_uring_enter", errno)),
+                None => Err(IoError::Unexpected {
+                    op: "io_uring_enter",
+                    errno: 0,
+                }),
+            },
+        }
+    }
+
     /// Moves ready completions into `out` without blocking. Returns how many.
     ///
     /// CQEs that ask for a resubmission (`EINTR`/`EAGAIN`) are queued again here and reach the
@@ -422,10 +766,10 @@ impl Ring {
         batch.extend(
             self.uring
                 .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
+                .map(|cqe| (cqe.user_data(), cqe.result(), cqe.flags())),
         );
-        for &(user_data, res) in &batch {
-            self.on_cqe(user_data, res, out);
+        for &(user_data, res, flags) in &batch {
+            self.on_cqe(user_data, res, flags, out);
         }
         self.cqe_batch = batch;
         self.check_invariants();
@@ -576,7 +920,7 @@ impl Ring {
 
     /// Takes `leader` (and its linked `follower`) into the table and queues their SQEs, or
     /// completes them at once if the fault plan says so.
-    fn accept(&mut self, mut leader: Op, follower: Option<Op>) -> Result<(), IoError> {
+    pub(crate) fn accept(&mut self, mut leader: Op, follower: Option<Op>) -> Result<(), IoError> {
         let op_count = 1 + usize::from(follower.is_some());
         if self.ops.free_count() < op_count {
             return Err(IoError::Busy {
@@ -611,6 +955,19 @@ impl Ring {
             let index = self.insert(leader);
             self.push_ops(&[index]);
         }
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Takes an op that is already `Done` (it never reaches the kernel) into the ready list.
+    fn accept_done(&mut self, op: Op) -> Result<(), IoError> {
+        assert!(matches!(op.state, OpState::Done(_)), "{:?}", op.state);
+        if self.ops.free_count() == 0 {
+            return Err(IoError::Busy {
+                ops_in_flight_max: self.ops.capacity(),
+            });
+        }
+        self.insert_ready(op);
         self.check_invariants();
         Ok(())
     }
@@ -683,19 +1040,26 @@ impl Ring {
             let fixed = op
                 .buf
                 .as_ref()
+                .filter(|_| op.kind.may_use_fixed_buffer())
                 .and_then(|buf| fixed_index(&self.registered, buf));
             let entry = build_entry(op, index, fixed, link_next);
             self.fixed_op_count += u64::from(fixed.is_some());
             op.state = OpState::InKernel;
             // SAFETY: every address in `entry` points into memory owned by the op in slot
-            // `index`: its buffer's heap allocation (`AlignedBuf` or `Arc<AppendBuf>`, which do
-            // not move when the op moves), or its `CString` paths; its descriptor is kept open
-            // by the op's `Arc<OwnedFd>`. The op stays in the table, untouched, until the CQE of
-            // this SQE is reaped (`InKernel` until `on_cqe`), and `Drop for Ring` waits for
-            // every CQE or leaks the ops. A `Shared` range is below `published_len` (asserted
-            // in `write`), which its writer never writes again while this op holds the `Arc`;
-            // a read target is an `Owned` buffer the op owns exclusively. A fixed index names a
-            // registration of this very allocation (`fixed_index`).
+            // `index`, in heap allocations that do not move when the op moves: its buffer
+            // (`AlignedBuf`, `Arc<AppendBuf>`, `Vec<u8>` or `Bytes`), its gather list's chunks,
+            // iovec array and boxed `msghdr`, its boxed timespec, or its `CString` paths; its
+            // descriptor is kept open by the op's `Arc<OwnedFd>`. The op stays in the table,
+            // untouched, until the last CQE of this SQE is reaped (`InKernel` until a CQE
+            // without `IORING_CQE_F_MORE`), and `Drop for Ring` cancels what may wait forever,
+            // then waits for every CQE or leaks the ops. A `Shared` range is below
+            // `published_len` (asserted when queued), which its writer never writes again
+            // while this op holds the `Arc`; a read or receive target is an `Owned` or `Vec`
+            // buffer the op owns exclusively. A fixed index names a registration of this very
+            // allocation (`fixed_index`). Ops without memory (accept, msg_ring, cancel) carry
+            // only numbers: a cancel's target `user_data` names a slot whose op was in the
+            // kernel when the cancel was queued, and SQEs are issued in order, so it cannot
+            // match an op queued after it.
             let pushed = unsafe { queue.push(&entry) };
             pushed.expect("SQ room was ensured");
         }
@@ -703,9 +1067,10 @@ impl Ring {
     }
 
     /// With `DEFER_TASKRUN`, completions are posted only when this thread enters the kernel
-    /// with GETEVENTS; the kernel raises `IORING_SQ_TASKRUN` when there is such work.
+    /// with GETEVENTS; the kernel raises `IORING_SQ_TASKRUN` when there is such work (also
+    /// for a foreign wake-up, so this does not depend on having ops in flight).
     fn run_deferred_task_work(&mut self) {
-        if self.kernel_pending == 0 || !self.uring.submission().taskrun() {
+        if !self.uring.submission().taskrun() {
             return;
         }
         if let Err(error) = self.uring.submit() {
@@ -715,7 +1080,11 @@ impl Ring {
         }
     }
 
-    fn on_cqe(&mut self, user_data: u64, res: i32, out: &mut Vec<Completion>) {
+    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32, out: &mut Vec<Completion>) {
+        if user_data & FOREIGN_TAG_BIT != 0 {
+            out.push(foreign_completion(user_data, res));
+            return;
+        }
         let index = u32::try_from(user_data).expect("user_data is a slot index");
         let op = self.ops.get(index);
         assert!(
@@ -723,6 +1092,10 @@ impl Ring {
             "CQE for op {index} in state {:?}",
             op.state
         );
+        if cqueue::more(flags) {
+            self.on_more_cqe(index, res, out);
+            return;
+        }
         let link = op.link;
         self.ops.get_mut(index).state = OpState::Accepted;
         self.kernel_pending -= 1;
@@ -733,12 +1106,37 @@ impl Ring {
         }
     }
 
-    fn on_alone_cqe(&mut self, index: u32, res: i32, out: &mut Vec<Completion>) {
+    /// A CQE of a multishot op that stays armed: reported at once, the slot stays `InKernel`.
+    fn on_more_cqe(&mut self, index: u32, res: i32, out: &mut Vec<Completion>) {
+        let op = self.ops.get(index);
+        assert!(
+            matches!(op.kind, OpKind::AcceptMulti),
+            "IORING_CQE_F_MORE on a single-shot op {index}: {:?}",
+            op.kind
+        );
+        // An interrupted attempt of a multishot op that stays armed is nothing to report.
         if is_retryable(res) {
-            self.retry(&[index], res.saturating_neg(), out);
-        } else {
+            return;
+        }
+        let completion = op.more_completion(op.cqe_result(res));
+        out.push(completion);
+    }
+
+    fn on_alone_cqe(&mut self, index: u32, res: i32, out: &mut Vec<Completion>) {
+        if !is_retryable(res) {
             let result = self.ops.get(index).cqe_result(res);
             self.finish(index, result, out);
+            return;
+        }
+        let op = self.ops.get(index);
+        if matches!(op.kind, OpKind::Cancel { .. }) {
+            // Its target's slot may have been reused since: never send it again.
+            let result = op.cqe_result(res);
+            self.finish(index, result, out);
+        } else if op.kind.may_wait_indefinitely() && (op.cancel_requested || self.closing) {
+            self.finish(index, Err(IoError::Canceled), out);
+        } else {
+            self.retry(&[index], res.saturating_neg(), out);
         }
     }
 
@@ -849,6 +1247,45 @@ impl Ring {
         out.push(op.into_completion(result));
     }
 
+    /// Cancels every op in the kernel that could wait forever (receives, sends, accepts,
+    /// timers) with `IORING_REGISTER_SYNC_CANCEL`, so that waiting for all completions ends.
+    /// Queued SQEs are submitted first, since only submitted ops can be canceled. Returns
+    /// false if an op could not be canceled (the caller then leaks the ops).
+    fn cancel_waiting_ops(&mut self) -> bool {
+        if let Err(error) = self.uring.submit() {
+            tracing::warn!(%error, "io_uring submit before canceling failed");
+        }
+        let targets: Vec<u32> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| {
+                op.kind.may_wait_indefinitely()
+                    && !op.cancel_requested
+                    && matches!(op.state, OpState::InKernel)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in targets {
+            let builder = types::CancelBuilder::user_data(u64::from(index));
+            let timeout = Some(types::Timespec::from(DROP_CANCEL_WAIT));
+            match self
+                .uring
+                .submitter()
+                .register_sync_cancel(timeout, builder)
+            {
+                Ok(()) => {}
+                // Already finished: its CQE is on its way.
+                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(error) => {
+                    tracing::error!(%error, op = index, "canceling an io_uring op failed");
+                    return false;
+                }
+            }
+            self.ops.get_mut(index).cancel_requested = true;
+        }
+        true
+    }
+
     /// Waits for every op the kernel may still touch. Returns false if waiting failed.
     fn wait_for_all(&mut self) -> bool {
         let mut scratch = Vec::with_capacity(self.ops.capacity());
@@ -879,11 +1316,13 @@ impl Ring {
 }
 
 impl Drop for Ring {
-    /// Waits for every in-flight op to complete before their buffers are freed. If waiting
-    /// fails, leaks the ops (buffers and descriptors) on purpose: the kernel may still touch
-    /// them, and a leak is safe where a free is not.
+    /// Cancels the ops that could wait forever, then waits for every in-flight op to complete
+    /// before their buffers are freed. If canceling or waiting fails, leaks the ops (buffers
+    /// and descriptors) on purpose: the kernel may still touch them, and a leak is safe where
+    /// a free is not.
     fn drop(&mut self) {
-        if self.wait_for_all() {
+        self.closing = true;
+        if self.cancel_waiting_ops() && self.wait_for_all() {
             return;
         }
         let leaked = self.ops.leak_all();
@@ -970,7 +1409,7 @@ fn registration_refusal(regions: &[(u64, *mut u8, usize)]) -> Option<String> {
 
 /// The registered index of `buf`'s allocation, if it is registered.
 fn fixed_index(registered: &[(u64, u16)], buf: &OpBuf) -> Option<u16> {
-    let id = buf.allocation_id();
+    let id = buf.allocation_id()?;
     let position = registered.binary_search_by_key(&id, |&(registered_id, _)| registered_id);
     position.ok().map(|position| registered[position].1)
 }
@@ -988,8 +1427,32 @@ fn assert_transfer_len(len: usize) {
 
 /// Builds the SQE for `op` (pure, safe: it only copies addresses into the entry).
 fn build_entry(op: &mut Op, index: u32, fixed: Option<u16>, link_next: bool) -> squeue::Entry {
-    let fd = types::Fd(op.raw_fd());
     let entry = match &op.kind {
+        OpKind::Write { .. }
+        | OpKind::Read { .. }
+        | OpKind::Fsync { .. }
+        | OpKind::Fallocate { .. }
+        | OpKind::RenameAt { .. }
+        | OpKind::Nop => build_storage_entry(op, fixed),
+        OpKind::AcceptMulti | OpKind::Recv | OpKind::Send | OpKind::SendMsg => {
+            crate::net::build_socket_entry(op)
+        }
+        OpKind::MsgRing { .. } | OpKind::Timeout { .. } | OpKind::Cancel { .. } => {
+            build_control_entry(&op.kind)
+        }
+    };
+    let flags = if link_next {
+        squeue::Flags::IO_LINK
+    } else {
+        squeue::Flags::empty()
+    };
+    entry.user_data(u64::from(index)).flags(flags)
+}
+
+/// The SQE of a storage op (or a NOP).
+fn build_storage_entry(op: &mut Op, fixed: Option<u16>) -> squeue::Entry {
+    let fd = types::Fd(op.raw_fd());
+    match &op.kind {
         OpKind::Write { position } => {
             let buf = op.buf.as_ref().expect("a write owns a buffer");
             let bytes = buf.bytes();
@@ -1038,16 +1501,58 @@ fn build_entry(op: &mut Op, index: u32, fixed: Option<u16>, link_next: bool) -> 
             opcode::RenameAt::new(fd, from.as_ptr(), fd, to.as_ptr()).build()
         }
         OpKind::Nop => opcode::Nop::new().build(),
-    };
-    let flags = if link_next {
-        squeue::Flags::IO_LINK
-    } else {
-        squeue::Flags::empty()
-    };
-    entry.user_data(u64::from(index)).flags(flags)
+        kind => panic!("not a storage op: {kind:?}"),
+    }
 }
 
-fn transfer_len(len: usize) -> u32 {
+/// The SQE of a wake-up, timer or cancellation.
+fn build_control_entry(kind: &OpKind) -> squeue::Entry {
+    match kind {
+        OpKind::MsgRing {
+            target_fd,
+            user_data,
+            result,
+        } => opcode::MsgRingData::new(types::Fd(*target_fd), *result, *user_data, None).build(),
+        // A pure timer: no completion count, relative to now.
+        OpKind::Timeout { timespec } => {
+            opcode::Timeout::new(std::ptr::from_ref::<types::Timespec>(timespec)).build()
+        }
+        OpKind::Cancel { target_user_data } => opcode::AsyncCancel::new(*target_user_data).build(),
+        kind => panic!("not a control op: {kind:?}"),
+    }
+}
+
+/// The completion of a CQE another ring posted with `msg_ring`.
+fn foreign_completion(user_data: u64, res: i32) -> Completion {
+    Completion {
+        foreign: true,
+        ..Completion::new(user_data & !FOREIGN_TAG_BIT, cqe_result_of("msg_ring", res))
+    }
+}
+
+/// Which optional opcodes the kernel supports, as `OptionalOpcode::bit`s (none if the kernel
+/// refuses to say; `Ring::probe` reports that as an error of its own).
+fn probe_optional(uring: &IoUring) -> u32 {
+    let mut probe = Probe::new();
+    if let Err(error) = uring.submitter().register_probe(&mut probe) {
+        tracing::warn!(%error, "io_uring opcode probe failed; network opcodes disabled");
+        return 0;
+    }
+    OptionalOpcode::ALL
+        .into_iter()
+        .filter(|optional| probe.is_supported(optional.code()))
+        .fold(0, |bits, optional| bits | optional.bit())
+}
+
+/// Asserts that one socket transfer fits the `i32` result of its CQE.
+pub(crate) fn assert_send_len(len: usize) {
+    assert!(
+        len <= SEND_BYTES_MAX,
+        "one socket transfer is at most {SEND_BYTES_MAX} bytes: len={len}"
+    );
+}
+
+pub(crate) fn transfer_len(len: usize) -> u32 {
     u32::try_from(len).expect("transfer length was checked when the op was accepted")
 }
 
@@ -1108,7 +1613,7 @@ mod tests {
         let mut ring = ring();
         let index = fake_alone(&mut ring, 7);
         let mut out = Vec::new();
-        ring.on_cqe(u64::from(index), -libc::EAGAIN, &mut out);
+        ring.on_cqe(u64::from(index), -libc::EAGAIN, 0, &mut out);
         assert!(out.is_empty());
         assert_eq!(ring.ops.get(index).resubmit_count, 1);
         drain(&mut ring, &mut out, 1);
@@ -1125,19 +1630,19 @@ mod tests {
             let (leader, follower) = fake_chain(&mut ring, 1, 2);
             let mut out = Vec::new();
             if follower_first {
-                ring.on_cqe(u64::from(follower), -libc::ECANCELED, &mut out);
+                ring.on_cqe(u64::from(follower), -libc::ECANCELED, 0, &mut out);
                 assert!(matches!(
                     ring.ops.get(follower).state,
                     OpState::CanceledWait
                 ));
-                ring.on_cqe(u64::from(leader), -libc::EINTR, &mut out);
+                ring.on_cqe(u64::from(leader), -libc::EINTR, 0, &mut out);
             } else {
-                ring.on_cqe(u64::from(leader), -libc::EINTR, &mut out);
+                ring.on_cqe(u64::from(leader), -libc::EINTR, 0, &mut out);
                 assert!(matches!(
                     ring.ops.get(leader).state,
                     OpState::RetryWait(libc::EINTR)
                 ));
-                ring.on_cqe(u64::from(follower), -libc::ECANCELED, &mut out);
+                ring.on_cqe(u64::from(follower), -libc::ECANCELED, 0, &mut out);
             }
             assert!(out.is_empty(), "follower_first={follower_first}");
             assert_eq!(ring.kernel_pending, 2, "both were pushed again");
@@ -1156,8 +1661,8 @@ mod tests {
         let mut ring = ring();
         let (leader, follower) = fake_chain(&mut ring, 1, 2);
         let mut out = Vec::new();
-        ring.on_cqe(u64::from(follower), -libc::ECANCELED, &mut out);
-        ring.on_cqe(u64::from(leader), -libc::EIO, &mut out);
+        ring.on_cqe(u64::from(follower), -libc::ECANCELED, 0, &mut out);
+        ring.on_cqe(u64::from(leader), -libc::EIO, 0, &mut out);
         assert_eq!(
             summary(&out),
             [(1, Err(IoError::Io)), (2, Err(IoError::Canceled))]
@@ -1173,10 +1678,10 @@ mod tests {
         let mut ring = ring();
         let (leader, follower) = fake_chain(&mut ring, 1, 2);
         let mut out = Vec::new();
-        ring.on_cqe(u64::from(follower), 0, &mut out);
+        ring.on_cqe(u64::from(follower), 0, 0, &mut out);
         assert_eq!(summary(&out), [(2, Ok(0))]);
         assert_eq!(ring.ops.get(leader).link, Link::Alone);
-        ring.on_cqe(u64::from(leader), 0, &mut out);
+        ring.on_cqe(u64::from(leader), 0, 0, &mut out);
         assert_eq!(summary(&out), [(2, Ok(0)), (1, Ok(0))]);
         ring.check_invariants();
     }
@@ -1189,8 +1694,8 @@ mod tests {
         let (leader, follower) = fake_chain(&mut ring, 1, 2);
         ring.ops.get_mut(leader).resubmit_count = RESUBMIT_COUNT_MAX;
         let mut out = Vec::new();
-        ring.on_cqe(u64::from(leader), -libc::EAGAIN, &mut out);
-        ring.on_cqe(u64::from(follower), -libc::ECANCELED, &mut out);
+        ring.on_cqe(u64::from(leader), -libc::EAGAIN, 0, &mut out);
+        ring.on_cqe(u64::from(follower), -libc::ECANCELED, 0, &mut out);
         let gave_up = IoError::Unexpected {
             op: "nop",
             errno: libc::EAGAIN,
@@ -1211,7 +1716,7 @@ mod tests {
         ring.ops.get_mut(follower).state = OpState::Held(Err(IoError::NoSpace));
         ring.kernel_pending -= 1;
         let mut out = Vec::new();
-        ring.on_cqe(u64::from(leader), -libc::EAGAIN, &mut out);
+        ring.on_cqe(u64::from(leader), -libc::EAGAIN, 0, &mut out);
         assert!(out.is_empty());
         assert_eq!(
             ring.kernel_pending, 1,
@@ -1219,6 +1724,126 @@ mod tests {
         );
         drain(&mut ring, &mut out, 2);
         assert_eq!(summary(&out), [(1, Ok(0)), (2, Err(IoError::NoSpace))]);
+    }
+
+    /// `IORING_CQE_F_MORE`, spelled out so the tests check the crate's reading of it.
+    const CQE_F_MORE: u32 = 1 << 1;
+
+    fn fake_kind(ring: &mut Ring, tag: u64, kind: OpKind) -> u32 {
+        let index = ring.insert(Op::new(tag, kind, None, None));
+        ring.ops.get_mut(index).state = OpState::InKernel;
+        ring.kernel_pending += 1;
+        index
+    }
+
+    // Checks foreign CQEs (FOREIGN_TAG_BIT set): each is reported with the sender's tag and
+    // result, marked foreign, without touching the in-flight table; a negative result maps
+    // like an errno. The ring's own op then completes normally.
+    #[test]
+    fn foreign_cqes_leave_the_table_alone() {
+        let mut ring = ring();
+        let index = fake_alone(&mut ring, 5);
+        let mut out = Vec::new();
+        ring.on_cqe(FOREIGN_TAG_BIT | 9, 3, 0, &mut out);
+        ring.on_cqe(FOREIGN_TAG_BIT | FOREIGN_TAG_MAX, -libc::EIO, 0, &mut out);
+        assert_eq!(ring.in_flight(), 1);
+        assert_eq!(ring.kernel_pending, 1);
+        assert!(out.iter().all(|completion| completion.foreign));
+        assert_eq!(
+            summary(&out),
+            [(9, Ok(3)), (FOREIGN_TAG_MAX, Err(IoError::Io))]
+        );
+        ring.on_cqe(u64::from(index), 0, 0, &mut out);
+        assert_eq!(summary(&out)[2], (5, Ok(0)));
+        assert!(!out[2].foreign);
+        ring.check_invariants();
+    }
+
+    // Checks a multishot accept's CQEs: each flagged MORE is reported with more == true and
+    // the accepted descriptor (adopted exactly once: the OwnedFd closes the very descriptor
+    // the kernel reported), the op staying armed; an EAGAIN with MORE is silent; the final
+    // CQE without MORE completes and frees the op.
+    #[test]
+    fn more_cqes_keep_the_multishot_op_armed() {
+        assert!(cqueue::more(CQE_F_MORE));
+        let mut ring = ring();
+        let index = fake_kind(&mut ring, 4, OpKind::AcceptMulti);
+        let file = tempfile::tempfile().unwrap();
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let mut out = Vec::new();
+        ring.on_cqe(u64::from(index), raw, CQE_F_MORE, &mut out);
+        ring.on_cqe(u64::from(index), -libc::EAGAIN, CQE_F_MORE, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].more);
+        assert_eq!(out[0].result, Ok(u32::try_from(raw).unwrap()));
+        let fd = out[0].take_accepted().expect("the descriptor is owned");
+        assert_eq!(fd.as_raw_fd(), raw);
+        assert_eq!(ring.in_flight(), 1, "still armed");
+        assert_eq!(ring.kernel_pending, 1);
+        ring.on_cqe(u64::from(index), -libc::ECANCELED, 0, &mut out);
+        assert!(!out[1].more);
+        assert_eq!(out[1].result, Err(IoError::Canceled));
+        assert!(out[1].take_accepted().is_none());
+        assert_eq!(ring.in_flight(), 0);
+        drop(fd);
+        ring.check_invariants();
+    }
+
+    // Checks that ops are never resubmitted once resubmitting could defeat a cancellation:
+    // a canceled recv's EINTR completes it as Canceled, and a cancel's own EAGAIN completes
+    // the cancel (its target's slot may have been reused).
+    #[test]
+    fn canceled_ops_and_cancels_are_not_resubmitted() {
+        let mut ring = ring();
+        let recv = fake_kind(&mut ring, 1, OpKind::Recv);
+        ring.ops.get_mut(recv).cancel_requested = true;
+        let cancel = fake_kind(
+            &mut ring,
+            2,
+            OpKind::Cancel {
+                target_user_data: 0,
+            },
+        );
+        let mut out = Vec::new();
+        ring.on_cqe(u64::from(recv), -libc::EINTR, 0, &mut out);
+        ring.on_cqe(u64::from(cancel), -libc::EAGAIN, 0, &mut out);
+        let gave_up = IoError::Unexpected {
+            op: "cancel",
+            errno: libc::EAGAIN,
+        };
+        assert_eq!(
+            summary(&out),
+            [(1, Err(IoError::Canceled)), (2, Err(gave_up))]
+        );
+        assert_eq!(ring.kernel_pending, 0, "nothing went back to the kernel");
+        ring.check_invariants();
+    }
+
+    // Checks that a kernel without the optional opcodes refuses each network op with
+    // Unsupported before anything is queued, while storage ops still work.
+    #[test]
+    fn missing_optional_opcodes_are_refused_up_front() {
+        let mut ring = ring();
+        ring.optional_supported = 0;
+        let unsupported = |op| Err(IoError::Unsupported { op });
+        let socket = Arc::new(OwnedFd::from(tempfile::tempfile().unwrap()));
+        assert_eq!(ring.msg_ring(0, 1, 0, 1), unsupported("MSG_RING"));
+        assert_eq!(
+            ring.timeout(Duration::from_secs(1), 2),
+            unsupported("TIMEOUT")
+        );
+        assert_eq!(ring.cancel(1, 3), unsupported("ASYNC_CANCEL"));
+        assert_eq!(ring.accept_multishot(&socket, 4), unsupported("ACCEPT"));
+        let buf = || OpBuf::Vec(vec![0; 8]);
+        assert_eq!(ring.recv(&socket, buf(), 5), unsupported("RECV"));
+        assert_eq!(ring.send(&socket, buf(), 6), unsupported("SEND"));
+        let parts = GatherList::from(buf());
+        assert_eq!(ring.sendmsg(&socket, parts, 7), unsupported("SENDMSG"));
+        assert_eq!(ring.in_flight(), 0);
+        ring.nop(8).unwrap();
+        let mut out = Vec::new();
+        drain(&mut ring, &mut out, 1);
+        assert_eq!(summary(&out), [(8, Ok(0))]);
     }
 
     // Checks the registered-index lookup by allocation id.

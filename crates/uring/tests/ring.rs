@@ -433,7 +433,7 @@ fn buffers_come_back_in_their_completions() {
             assert!(Arc::ptr_eq(&buf, &shared));
             assert_eq!(range, 0..BLOCK_BYTES);
         }
-        OpBuf::Owned(_) => panic!("a Shared write must hand back its Arc"),
+        other => panic!("a Shared write must hand back its Arc: {other:?}"),
     }
     drop(shared);
     assert!(
