@@ -49,4 +49,4 @@ pub use partition::{AppendInfo, Ends};
 pub use read::{ReadPart, ReadResult};
 pub use retention::QUARANTINE_DIR;
 pub use segment::{parse_segment_file_name, segment_file_name};
-pub use wal::{PartitionHandle, Wal};
+pub use wal::{PartitionHandle, Wal, EXTERNAL_TAG_MIN};

@@ -25,6 +25,11 @@ use crate::partition::{AppendInfo, Ends, InFlight, Partition};
 use crate::segment::Spare;
 use crate::tail::Commit;
 
+/// Tags at or above this value (and every foreign completion, sent by another ring's
+/// MSG_RING) belong to whoever shares the ring with the log (a shard's network code): `poll`
+/// hands their completions over through [`Wal::drain_external_completions`].
+pub const EXTERNAL_TAG_MIN: u64 = 1 << 62;
+
 /// Names an open partition log of a [`Wal`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionHandle(pub usize);
@@ -68,6 +73,7 @@ pub struct Wal {
     completions: Vec<Completion>,
     durable_events: Vec<(PartitionHandle, Offset)>,
     pub(crate) read_completions: Vec<Completion>,
+    external_completions: Vec<Completion>,
     pub(crate) spare_sequence: u64,
 }
 
@@ -115,6 +121,7 @@ impl Wal {
             completions: Vec::new(),
             durable_events: Vec::new(),
             read_completions: Vec::new(),
+            external_completions: Vec::new(),
             spare_sequence: 0,
         })
     }
@@ -270,9 +277,26 @@ impl Wal {
         let mut completions = std::mem::take(&mut self.completions);
         self.ring.reap(&mut completions);
         for completion in completions.drain(..) {
-            self.on_completion(completion);
+            if completion.foreign || completion.tag >= EXTERNAL_TAG_MIN {
+                self.external_completions.push(completion);
+            } else {
+                self.on_completion(completion);
+            }
         }
         self.completions = completions;
+    }
+
+    /// The ring the log submits to, for the code that shares it (a shard's sockets). Use tags
+    /// at or above [`EXTERNAL_TAG_MIN`]; never cancel, and never wait on it in a way that
+    /// skips `poll`.
+    pub fn ring_mut(&mut self) -> &mut Ring {
+        &mut self.ring
+    }
+
+    /// Moves the completions of external operations (tags at or above [`EXTERNAL_TAG_MIN`],
+    /// and foreign ones) that `poll` reaped into `out`.
+    pub fn drain_external_completions(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.external_completions);
     }
 
     fn handle_reports(&mut self) {

@@ -495,3 +495,45 @@ fn wait_for_spares(wal: &mut Wal, partition: ringlog_wal::PartitionHandle, count
         std::thread::park_timeout(Duration::from_millis(2));
     }
 }
+
+/// The log's ring is shared with other code (a shard's sockets): completions of operations
+/// tagged at or above EXTERNAL_TAG_MIN, and MSG_RING wake-ups from other rings, are handed
+/// over by `poll` instead of being taken for the log's own, while commits go on.
+#[test]
+fn external_completions_are_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::new(small_config(dir.path(), WritePath::Direct)).unwrap();
+    let partition = wal.open_partition("topic-0").unwrap();
+    let end = append_next(&mut wal, partition, 3);
+    let external = ringlog_wal::EXTERNAL_TAG_MIN + 7;
+    wal.ring_mut().nop(external).unwrap();
+    let own_fd = wal.ring_mut().ring_fd();
+    wal.ring_mut()
+        .msg_ring(own_fd, 42, 0, ringlog_wal::EXTERNAL_TAG_MIN + 8)
+        .unwrap();
+    assert_eq!(wal.sync(partition).unwrap(), end);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "external completions: {seen:?}");
+        wal.wait().unwrap();
+        let mut out = Vec::new();
+        wal.drain_external_completions(&mut out);
+        seen.extend(
+            out.into_iter()
+                .map(|completion| (completion.tag, completion.foreign)),
+        );
+        if !wal.is_committing() && wal.ring_mut().in_flight() == 0 && seen.len() < 3 {
+            wal.ring_mut().submit_and_wait(0).unwrap();
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        vec![
+            (42, true),
+            (external, false),
+            (ringlog_wal::EXTERNAL_TAG_MIN + 8, false)
+        ]
+    );
+}
