@@ -537,3 +537,43 @@ fn external_completions_are_handed_over() {
         ]
     );
 }
+
+/// Retention by age deletes (or recycles) only sealed segments whose newest batch is older
+/// than the limit, judged against the caller's clock; the active segment always stays.
+#[test]
+fn retention_by_age_uses_the_newest_timestamp_of_each_segment() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        let mut end = Offset(0);
+        while segment_files(&dir.path().join("topic-0")).len() < 4 {
+            // Batch timestamps are their base offsets, in milliseconds (testing::batch_for).
+            end = append_next(&mut wal, partition, 8);
+            wal.sync(partition).unwrap();
+        }
+        let age = ringlog_wal::Retention {
+            bytes_max: None,
+            age_max: Some(Duration::from_secs(1)),
+        };
+        let now_ms = 1000 + i64::try_from(end.0).unwrap() / 2;
+        let deleted = wal.enforce_retention(partition, &age, now_ms).unwrap();
+        let log_start = wal.ends(partition).unwrap().log_start;
+        assert!(
+            deleted >= 1,
+            "{write_path:?}: the oldest segments are past the limit"
+        );
+        assert!(
+            log_start.0 <= end.0 / 2,
+            "a segment with newer batches stays: {log_start}"
+        );
+        let all = wal.enforce_retention(partition, &age, i64::MAX).unwrap();
+        assert!(all >= 1);
+        let ends = wal.ends(partition).unwrap();
+        assert!(
+            ends.log_start > log_start && ends.log_start < end,
+            "{ends:?}"
+        );
+        assert_eq!(verify_log(&mut wal, partition), end);
+    }
+}
