@@ -38,6 +38,36 @@ pub enum Command {
     /// default write path is `direct`, so a data directory without O_DIRECT (tmpfs) fails
     /// even though `--write-path mmap` works there; the output says so.
     CheckHost(CheckHostArgs),
+    /// Runs a ringlog node: Kafka clients connect to `--listen`, `/metrics` and `/health`
+    /// answer on `--http-listen`. Stops cleanly on SIGTERM or SIGINT.
+    ///
+    /// Settings come from `--config FILE` (TOML, every key optional; docs/server.md lists
+    /// them), then these flags, which override the file.
+    Serve(ServeArgs),
+}
+
+/// Flags of `ringlog serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the partition logs and the topic registry.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the Kafka-protocol listener.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Address of the HTTP control plane (`/metrics`, `/health`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Shard threads.
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// How commits reach the disk: `direct` (O_DIRECT) or `mmap` (tmpfs and file systems
+    /// without O_DIRECT).
+    #[arg(long, value_name = "PATH", value_parser = ["direct", "mmap"])]
+    pub write_path: Option<String>,
 }
 
 /// `ringlog wal ...`: read partition directories without changing a byte.

@@ -24,6 +24,7 @@
 mod check_host;
 mod cli;
 mod partition_scan;
+mod serve;
 mod wal_inspect;
 mod wal_json;
 mod wal_verify;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Wal(WalCommand::Inspect(args)) => run_inspect(args, &mut out),
         Command::Wal(WalCommand::Verify(args)) => run_verify(args, &mut out),
+        Command::Serve(args) => serve::run(args).map(|()| Outcome::Clean),
         Command::CheckHost(args) => check_host::run(args, &mut out).map(|passed| {
             if passed {
                 Outcome::Clean

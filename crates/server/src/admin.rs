@@ -1,0 +1,263 @@
+//! Metadata, ListOffsets, CreateTopics and DeleteTopics.
+//!
+//! This node is the only broker and the leader of every partition (epoch 0). ListOffsets by
+//! timestamp is a linear scan of the partition's batches from the log start (one read per
+//! 1 MiB window), returning the first batch whose max timestamp is at or after the target;
+//! an index by time is future work (docs/server.md#apis).
+
+use ringlog_kafka::messages::create_topics_response::CreatableTopicResult;
+use ringlog_kafka::messages::delete_topics_response::DeletableTopicResult;
+use ringlog_kafka::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use ringlog_kafka::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use ringlog_kafka::messages::{
+    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use ringlog_kafka::{ErrorCode, StrBytes};
+use ringlog_types::units::MIB;
+use ringlog_wal::PartitionHandle;
+
+use crate::api::{offset_i64, LEADER_EPOCH, NODE_ID};
+use crate::shard::Shard;
+
+/// ListOffsets timestamp for the log start.
+const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets timestamp for the end (the high watermark).
+const LATEST_TIMESTAMP: i64 = -1;
+/// Bytes read per step of a timestamp scan.
+#[allow(clippy::cast_possible_truncation)] // 1 MiB fits every usize.
+const SCAN_WINDOW_BYTES: usize = MIB as usize;
+/// The cluster id reported in Metadata.
+const CLUSTER_ID: &str = "ringlog";
+
+impl Shard {
+    pub(crate) fn metadata(&mut self, request: &MetadataRequest) -> MetadataResponse {
+        let advertised = self.config.advertised();
+        let broker = MetadataResponseBroker::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(StrBytes::from_string(advertised.ip().to_string()))
+            .with_port(i32::from(advertised.port()));
+        let names: Vec<Option<TopicName>> = match &request.topics {
+            None => self
+                .partitions
+                .topics()
+                .map(|(name, _)| Some(topic_name(name)))
+                .collect(),
+            Some(topics) if topics.is_empty() && request.topics.is_some() => {
+                // v0 writes "all topics" as an empty list; from v1 on that means none, and
+                // the kafka crate decodes v0's empty list as `None` already.
+                Vec::new()
+            }
+            Some(topics) => topics.iter().map(|topic| topic.name.clone()).collect(),
+        };
+        let mut topics = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(name) = name else {
+                let topic = MetadataResponseTopic::default()
+                    .with_error_code(ErrorCode::UnknownTopicId.code());
+                topics.push(topic);
+                continue;
+            };
+            let auto_create = self.config.auto_create_topics && request.allow_auto_topic_creation;
+            topics.push(self.metadata_topic(&name, auto_create));
+        }
+        MetadataResponse::default()
+            .with_brokers(vec![broker])
+            .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+            .with_controller_id(BrokerId(NODE_ID))
+            .with_topics(topics)
+    }
+
+    fn metadata_topic(&mut self, name: &TopicName, auto_create: bool) -> MetadataResponseTopic {
+        let answer = MetadataResponseTopic::default().with_name(Some(name.clone()));
+        if self.partitions.topic(name).is_none() && auto_create {
+            let count = i64::from(self.config.partitions_default);
+            match self.partitions.check_create(name, count) {
+                Ok(count) => {
+                    let created = self
+                        .partitions
+                        .create(&mut self.wal, &self.metrics, name, count);
+                    if let Err(code) = created {
+                        return answer.with_error_code(code.code());
+                    }
+                }
+                Err(code) => return answer.with_error_code(code.code()),
+            }
+        }
+        let Some(topic) = self.partitions.topic(name) else {
+            self.metrics.error(ErrorCode::UnknownTopicOrPartition);
+            return answer.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+        };
+        let leader_epoch = i32::try_from(LEADER_EPOCH.0).unwrap_or(i32::MAX);
+        let partitions = (0..topic.partitions.len())
+            .map(|index| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
+                    .with_leader_id(BrokerId(NODE_ID))
+                    .with_leader_epoch(leader_epoch)
+                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
+            })
+            .collect();
+        answer
+            .with_topic_id(topic.topic_id)
+            .with_partitions(partitions)
+    }
+
+    pub(crate) fn list_offsets(
+        &mut self,
+        request: &ListOffsetsRequest,
+        version: i16,
+    ) -> ListOffsetsResponse {
+        // leader_epoch exists from v4 on; setting it for older versions fails the encode.
+        let epoch = if version >= 4 {
+            i32::try_from(LEADER_EPOCH.0).unwrap_or(i32::MAX)
+        } else {
+            -1
+        };
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for partition in &topic.partitions {
+                let index = partition.partition_index;
+                let answer = ListOffsetsPartitionResponse::default().with_partition_index(index);
+                let handle = self
+                    .partitions
+                    .get(&topic.name, index)
+                    .map(|state| state.handle);
+                let answer = match handle {
+                    None => {
+                        self.metrics.error(ErrorCode::UnknownTopicOrPartition);
+                        answer.with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+                    }
+                    Some(handle) => {
+                        let (offset, timestamp) = self.offset_for(handle, partition.timestamp);
+                        answer
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch)
+                    }
+                };
+                partitions.push(answer);
+            }
+            topics.push(
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        ListOffsetsResponse::default().with_topics(topics)
+    }
+
+    /// The offset (and its timestamp, -1 when not by time) for a ListOffsets timestamp.
+    fn offset_for(&mut self, handle: PartitionHandle, timestamp: i64) -> (i64, i64) {
+        let Ok(ends) = self.wal.ends(handle) else {
+            return (-1, -1);
+        };
+        match timestamp {
+            EARLIEST_TIMESTAMP => (offset_i64(ends.log_start), -1),
+            LATEST_TIMESTAMP => (offset_i64(ends.durable_end), -1),
+            target if target >= 0 => self.scan_for_timestamp(handle, target),
+            // Other sentinels (-3, max timestamp; -4, tiered storage) are answered as latest.
+            _ => (offset_i64(ends.durable_end), -1),
+        }
+    }
+
+    /// The first batch whose max timestamp is at or after `target`: its base offset and
+    /// max timestamp, or (-1, -1) if there is none.
+    fn scan_for_timestamp(&mut self, handle: PartitionHandle, target: i64) -> (i64, i64) {
+        let Ok(ends) = self.wal.ends(handle) else {
+            return (-1, -1);
+        };
+        let mut offset = ends.log_start;
+        while offset < ends.durable_end {
+            let Ok(read) = self.wal.read(handle, offset, SCAN_WINDOW_BYTES, None) else {
+                return (-1, -1);
+            };
+            if read.next_offset <= offset {
+                break;
+            }
+            for part in &read.parts {
+                let mut rest = part.bytes();
+                while let Ok(header) = ringlog_batch::BatchHeader::parse(rest) {
+                    if header.max_timestamp >= target {
+                        return (header.base_offset, header.max_timestamp);
+                    }
+                    let size = header.size_bytes().min(rest.len());
+                    rest = &rest[size..];
+                }
+            }
+            offset = read.next_offset;
+        }
+        (-1, -1)
+    }
+
+    pub(crate) fn create_topics(&mut self, request: &CreateTopicsRequest) -> CreateTopicsResponse {
+        let mut results = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let count = match topic.num_partitions {
+                -1 => i64::from(self.config.partitions_default),
+                count => i64::from(count),
+            };
+            let mut result = CreatableTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
+            let checked = if matches!(topic.replication_factor, -1 | 1) {
+                self.partitions.check_create(&topic.name, count)
+            } else {
+                Err(ErrorCode::InvalidReplicationFactor)
+            };
+            let created = checked.and_then(|count| {
+                if request.validate_only {
+                    return Ok(count);
+                }
+                self.partitions
+                    .create(&mut self.wal, &self.metrics, &topic.name, count)?;
+                Ok(count)
+            });
+            match created {
+                Ok(count) => {
+                    let count = i32::try_from(count).unwrap_or(i32::MAX);
+                    result = result.with_num_partitions(count).with_replication_factor(1);
+                    if let Some(state) = self.partitions.topic(&topic.name) {
+                        result = result.with_topic_id(state.topic_id);
+                    }
+                }
+                Err(code) => {
+                    self.metrics.error(code);
+                    result = result.with_error_code(code.code());
+                }
+            }
+            results.push(result);
+        }
+        CreateTopicsResponse::default().with_topics(results)
+    }
+
+    pub(crate) fn delete_topics(&mut self, request: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let mut names: Vec<TopicName> = request.topic_names.clone();
+        names.extend(request.topics.iter().filter_map(|topic| topic.name.clone()));
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            let code = match self.partitions.delete(&mut self.wal, &self.metrics, &name) {
+                Ok(()) => ErrorCode::None,
+                Err(code) => code,
+            };
+            self.metrics.error(code);
+            results.push(
+                DeletableTopicResult::default()
+                    .with_name(Some(name))
+                    .with_error_code(code.code()),
+            );
+        }
+        DeleteTopicsResponse::default().with_responses(results)
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}

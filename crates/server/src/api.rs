@@ -1,0 +1,300 @@
+//! The Kafka APIs a shard serves: requests in, responses (or parked requests) out.
+//!
+//! Produce appends each partition's batches at once (validation and the one copy into the
+//! tail happen in `Wal::append`) and parks the request until the durable ends cover them;
+//! Fetch answers at once when it has `min_bytes` (or an error, or no wait), and otherwise
+//! parks until data arrives or `max_wait_ms` passes. Everything else is answered at once.
+//! See `docs/server.md#apis` for the rules of each.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use ringlog_kafka::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use ringlog_kafka::messages::{ProduceRequest, ProduceResponse, TopicName};
+use ringlog_kafka::{
+    api_versions_response, encode_response, ApiKey, ErrorCode, Request, RequestHeader, Response,
+};
+use ringlog_types::{Epoch, Offset};
+use ringlog_wal::PartitionHandle;
+
+use crate::connection::ConnRef;
+use crate::shard::Shard;
+
+/// The epoch stamped into batches on this single node (no leader changes yet).
+pub(crate) const LEADER_EPOCH: Epoch = Epoch(0);
+/// This node's broker id in Metadata responses.
+pub(crate) const NODE_ID: i32 = 0;
+
+/// A Produce waiting for its batches to become durable.
+pub(crate) struct PendingProduce {
+    connection: ConnRef,
+    sequence: u64,
+    header: RequestHeader,
+    response: ProduceResponse,
+    waits: Vec<DurableWait>,
+    started: Instant,
+}
+
+/// One partition of a pending Produce: durable once the durable end reaches `next_offset`.
+struct DurableWait {
+    handle: PartitionHandle,
+    next_offset: Offset,
+    topic_index: usize,
+    partition_index: usize,
+}
+
+/// A Fetch waiting for data (long poll).
+pub(crate) struct ParkedFetch {
+    pub connection: ConnRef,
+    pub sequence: u64,
+    pub header: RequestHeader,
+    pub request: ringlog_kafka::messages::FetchRequest,
+    pub deadline: Instant,
+    pub started: Instant,
+}
+
+impl Shard {
+    /// Serves one decoded request.
+    pub(crate) fn dispatch(
+        &mut self,
+        target: ConnRef,
+        header: RequestHeader,
+        request: Request,
+        started: Instant,
+    ) {
+        let sequence = if request.expects_response() {
+            match self.connection_mut(target) {
+                Some(connection) => connection.reserve(),
+                None => return,
+            }
+        } else {
+            u64::MAX
+        };
+        let response = match request {
+            Request::ApiVersions(_) => {
+                Response::ApiVersions(api_versions_response(ErrorCode::None))
+            }
+            Request::Metadata(request) => Response::Metadata(self.metadata(&request)),
+            Request::Produce(request) => {
+                self.produce(target, sequence, header, &request, started);
+                return;
+            }
+            Request::Fetch(request) => {
+                self.fetch(target, sequence, header, request, started);
+                return;
+            }
+            Request::ListOffsets(request) => {
+                Response::ListOffsets(self.list_offsets(&request, header.api_version))
+            }
+            Request::CreateTopics(request) => Response::CreateTopics(self.create_topics(&request)),
+            Request::DeleteTopics(request) => Response::DeleteTopics(self.delete_topics(&request)),
+        };
+        self.reply(target, sequence, &header, &response, started);
+    }
+
+    /// Encodes `response` into its slot and counts the request.
+    pub(crate) fn reply(
+        &mut self,
+        target: ConnRef,
+        sequence: u64,
+        header: &RequestHeader,
+        response: &Response,
+        started: Instant,
+    ) {
+        let mut out = BytesMut::new();
+        if let Err(error) = encode_response(&mut out, header, response) {
+            tracing::error!(%error, api = header.api_key.name(), "cannot encode a response");
+            self.close(target, "response could not be encoded");
+            return;
+        }
+        self.metrics.request_done(header.api_key, started.elapsed());
+        self.respond(target, sequence, vec![out.freeze()]);
+    }
+
+    fn produce(
+        &mut self,
+        target: ConnRef,
+        sequence: u64,
+        header: RequestHeader,
+        request: &ProduceRequest,
+        started: Instant,
+    ) {
+        let mut response = ProduceResponse::default();
+        let mut waits = Vec::new();
+        for (topic_index, topic) in request.topic_data.iter().enumerate() {
+            let mut answers = Vec::with_capacity(topic.partition_data.len());
+            for (partition_index, partition) in topic.partition_data.iter().enumerate() {
+                let outcome = if matches!(request.acks, -1..=1) {
+                    self.append_records(&topic.name, partition.index, partition.records.as_ref())
+                } else {
+                    Err(ErrorCode::InvalidRequiredAcks)
+                };
+                let answer = PartitionProduceResponse::default().with_index(partition.index);
+                let answer = match outcome {
+                    Ok((handle, base_offset, next_offset, log_start)) => {
+                        waits.push(DurableWait {
+                            handle,
+                            next_offset,
+                            topic_index,
+                            partition_index,
+                        });
+                        answer
+                            .with_base_offset(offset_i64(base_offset))
+                            .with_log_start_offset(offset_i64(log_start))
+                    }
+                    Err(code) => {
+                        self.metrics.error(code);
+                        answer.with_error_code(code.code()).with_base_offset(-1)
+                    }
+                };
+                answers.push(answer);
+            }
+            response.responses.push(
+                TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partition_responses(answers),
+            );
+        }
+        if request.acks == 0 {
+            self.metrics
+                .request_done(ApiKey::Produce, started.elapsed());
+            return;
+        }
+        self.produces.push(PendingProduce {
+            connection: target,
+            sequence,
+            header,
+            response,
+            waits,
+            started,
+        });
+    }
+
+    /// Validates and appends one partition's record set (one or more whole batches).
+    /// Returns the handle, the first batch's base offset, the offset after the last batch
+    /// and the log start, or the error code for the partition.
+    fn append_records(
+        &mut self,
+        topic: &TopicName,
+        partition: i32,
+        records: Option<&Bytes>,
+    ) -> Result<(PartitionHandle, Offset, Offset, Offset), ErrorCode> {
+        let handle = self
+            .partitions
+            .get(topic, partition)
+            .map(|state| state.handle)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let records = records.filter(|records| !records.is_empty());
+        let records = records.ok_or(ErrorCode::CorruptMessage)?;
+        // Validate every batch before appending any, so a bad batch leaves nothing behind.
+        let mut batches = Vec::new();
+        let mut rest: &[u8] = records;
+        while !rest.is_empty() {
+            let size = match ringlog_batch::peek_size_bytes(rest) {
+                Ok(Some(size)) if size <= rest.len() => size,
+                Ok(_) => return Err(ErrorCode::CorruptMessage),
+                Err(error) => return Err(ErrorCode::from(&error)),
+            };
+            let batch_max = usize::try_from(self.config.batch_size_bytes_max).unwrap_or(usize::MAX);
+            if size > batch_max {
+                return Err(ErrorCode::MessageTooLarge);
+            }
+            ringlog_batch::validate(&rest[..size]).map_err(|error| ErrorCode::from(&error))?;
+            batches.push(&rest[..size]);
+            rest = &rest[size..];
+        }
+        let mut first = None;
+        let mut next = Offset(0);
+        for batch in batches {
+            let info = self
+                .wal
+                .append(handle, batch, LEADER_EPOCH)
+                .map_err(|error| wal_error_code(&error))?;
+            first.get_or_insert(info.base_offset);
+            next = info.next_offset;
+        }
+        let log_start = self
+            .wal
+            .ends(handle)
+            .map_or(Offset(0), |ends| ends.log_start);
+        let first = first.ok_or(ErrorCode::CorruptMessage)?;
+        Ok((handle, first, next, log_start))
+    }
+
+    /// Drains the log's durable events into the gauges; true if any end moved.
+    pub(crate) fn on_durable(&mut self) -> bool {
+        let events: Vec<(PartitionHandle, Offset)> = self.wal.drain_durable_events().collect();
+        for (handle, _) in &events {
+            self.partitions.publish(&self.wal, *handle);
+        }
+        let count = events.len() as u64;
+        self.metrics
+            .commits
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        !events.is_empty()
+    }
+
+    /// Answers every pending Produce whose partitions are all durable (or fenced).
+    pub(crate) fn answer_produces(&mut self) {
+        let mut index = 0;
+        while index < self.produces.len() {
+            let ready = self.produces[index].waits.iter().all(|wait| {
+                let durable = self
+                    .wal
+                    .ends(wait.handle)
+                    .is_ok_and(|ends| ends.durable_end >= wait.next_offset);
+                durable || !matches!(self.wal.poisoned(wait.handle), Ok(None))
+            });
+            if !ready {
+                index += 1;
+                continue;
+            }
+            let mut pending = self.produces.swap_remove(index);
+            for wait in &pending.waits {
+                let durable = self
+                    .wal
+                    .ends(wait.handle)
+                    .is_ok_and(|ends| ends.durable_end >= wait.next_offset);
+                if !durable {
+                    // The commit failed: the partition is fenced and the batch not acked.
+                    self.partitions.publish(&self.wal, wait.handle);
+                    self.metrics.error(ErrorCode::KafkaStorageError);
+                    let answer = &mut pending.response.responses[wait.topic_index]
+                        .partition_responses[wait.partition_index];
+                    answer.error_code = ErrorCode::KafkaStorageError.code();
+                    answer.base_offset = -1;
+                }
+            }
+            let latency = pending.started.elapsed();
+            self.metrics.produce_durable_latency.observe(latency);
+            let response = Response::Produce(pending.response);
+            self.reply(
+                pending.connection,
+                pending.sequence,
+                &pending.header,
+                &response,
+                pending.started,
+            );
+        }
+    }
+}
+
+/// The Kafka error code of a partition-log error.
+pub(crate) fn wal_error_code(error: &ringlog_wal::Error) -> ErrorCode {
+    use ringlog_wal::Error;
+    match error {
+        Error::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+        Error::InvalidBatch(error) => ErrorCode::from(error),
+        Error::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        // Retriable: clients retry after their backoff, by which time a commit completed.
+        Error::Backpressure { .. } => ErrorCode::RequestTimedOut,
+        Error::FencedEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        Error::UnknownPartition(_) => ErrorCode::UnknownTopicOrPartition,
+        _ => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// An offset on the wire (offsets stay far below `i64::MAX`).
+pub(crate) fn offset_i64(offset: Offset) -> i64 {
+    i64::try_from(offset.0).unwrap_or(i64::MAX)
+}

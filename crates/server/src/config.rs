@@ -1,0 +1,241 @@
+//! Node configuration: a TOML file (every key optional), then command-line overrides.
+//!
+//! Invariants (checked by [`Config::validate`]): `cores >= 1`; `partitions_default >= 1`;
+//! `request_size_bytes_max` is at least Kafka's smallest request header; `batch_size_bytes_max`
+//! is below `request_size_bytes_max`. The WAL checks its own size relations when a shard
+//! starts (`WalConfig::validate`). Every key is documented in `docs/server.md#configuration`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringlog_kafka::frame::REQUEST_HEADER_SIZE_BYTES_MIN;
+use ringlog_types::units::MIB;
+use ringlog_wal::{WalConfig, WritePath};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default client (Kafka protocol) address.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9092";
+/// Default control-plane (HTTP) address.
+pub const HTTP_LISTEN_DEFAULT: &str = "127.0.0.1:9644";
+
+/// Settings of one ringlog node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of the partition logs and the topic metadata file.
+    pub data_dir: PathBuf,
+    /// Address of the Kafka-protocol listener (one `SO_REUSEPORT` socket per shard).
+    pub listen: SocketAddr,
+    /// Address advertised to clients in Metadata responses; defaults to `listen`.
+    pub advertised_listen: Option<SocketAddr>,
+    /// Address of the HTTP control plane (`/metrics`, `/health`).
+    pub http_listen: SocketAddr,
+    /// Shard threads. Only 1 is supported by this version (see docs/server.md#shards).
+    pub cores: usize,
+    /// How committed bytes reach the disk: `direct` (O_DIRECT) or `mmap`.
+    pub write_path: String,
+    /// Create a topic that a Metadata request names and that does not exist.
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics, and of CreateTopics with `num_partitions = -1`.
+    pub partitions_default: u32,
+    /// Largest request frame accepted; a larger size prefix closes the connection.
+    pub request_size_bytes_max: usize,
+    /// Largest batch a Produce may carry (larger: MESSAGE_TOO_LARGE).
+    pub batch_size_bytes_max: u64,
+    /// Upper bound on a Fetch's `max_wait_ms`.
+    pub fetch_wait_ms_max: u64,
+    /// Size of every segment file.
+    pub segment_size_bytes: u64,
+    /// Requests of one connection in flight (read but not yet answered); reading from the
+    /// connection pauses at this depth.
+    pub connection_requests_max: usize,
+    /// Open connections per shard; further connections are closed at once.
+    pub connections_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("/var/lib/ringlog"),
+            listen: LISTEN_DEFAULT.parse().expect("valid default address"),
+            advertised_listen: None,
+            http_listen: HTTP_LISTEN_DEFAULT.parse().expect("valid default address"),
+            cores: 1,
+            write_path: "direct".to_string(),
+            auto_create_topics: false,
+            partitions_default: 1,
+            request_size_bytes_max: usize::try_from(100 * MIB).unwrap_or(usize::MAX),
+            batch_size_bytes_max: MIB,
+            fetch_wait_ms_max: 30_000,
+            segment_size_bytes: 128 * MIB,
+            connection_requests_max: 128,
+            connections_max: 4096,
+        }
+    }
+}
+
+/// Command-line values that replace the file's.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--http-listen`.
+    pub http_listen: Option<SocketAddr>,
+    /// `--cores`.
+    pub cores: Option<usize>,
+    /// `--write-path`.
+    pub write_path: Option<String>,
+}
+
+impl Config {
+    /// Reads `path` (TOML), or starts from the defaults without one, then applies
+    /// `overrides` and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::parse(&text)?
+            }
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (unknown keys are errors, so a typo never goes unnoticed).
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|error| Error::ConfigInvalid {
+            reason: error.to_string(),
+        })
+    }
+
+    /// Replaces the values `overrides` carries.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(data_dir) = &overrides.data_dir {
+            self.data_dir.clone_from(data_dir);
+        }
+        if let Some(listen) = overrides.listen {
+            self.listen = listen;
+        }
+        if let Some(http_listen) = overrides.http_listen {
+            self.http_listen = http_listen;
+        }
+        if let Some(cores) = overrides.cores {
+            self.cores = cores;
+        }
+        if let Some(write_path) = &overrides.write_path {
+            self.write_path.clone_from(write_path);
+        }
+    }
+
+    /// Checks the invariants listed in the module documentation.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(Error::ConfigInvalid { reason });
+        if self.cores != 1 {
+            return invalid(format!(
+                "cores={}: this version runs one shard; cross-shard forwarding is not built yet",
+                self.cores
+            ));
+        }
+        if self.write_path_parsed().is_none() {
+            return invalid(format!(
+                "write_path={:?} is neither \"direct\" nor \"mmap\"",
+                self.write_path
+            ));
+        }
+        if self.partitions_default == 0 {
+            return invalid("partitions_default must be at least 1".to_string());
+        }
+        if self.request_size_bytes_max < REQUEST_HEADER_SIZE_BYTES_MIN {
+            return invalid(format!(
+                "request_size_bytes_max={} is below the smallest request header",
+                self.request_size_bytes_max
+            ));
+        }
+        let request_max = u64::try_from(self.request_size_bytes_max).unwrap_or(u64::MAX);
+        if self.batch_size_bytes_max >= request_max {
+            return invalid(format!(
+                "batch_size_bytes_max={} must be below request_size_bytes_max={}",
+                self.batch_size_bytes_max, self.request_size_bytes_max
+            ));
+        }
+        if self.connection_requests_max == 0 || self.connections_max == 0 {
+            return invalid("connection_requests_max and connections_max must be >= 1".into());
+        }
+        Ok(())
+    }
+
+    /// The write path; `validate` guarantees that it parses.
+    pub fn write_path_parsed(&self) -> Option<WritePath> {
+        WritePath::parse(&self.write_path)
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised_listen.unwrap_or(self.listen)
+    }
+
+    /// The longest a Fetch may wait.
+    pub fn fetch_wait_max(&self) -> Duration {
+        Duration::from_millis(self.fetch_wait_ms_max)
+    }
+
+    /// The partition-log settings of a shard.
+    pub fn wal_config(&self) -> WalConfig {
+        let write_path = self.write_path_parsed().unwrap_or(WritePath::Direct);
+        let mut wal = WalConfig::new(&self.data_dir, write_path);
+        wal.segment_size_bytes = self.segment_size_bytes;
+        wal.batch_size_bytes_max = self.batch_size_bytes_max;
+        wal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A file sets some keys, flags override them, and unknown keys are refused.
+    #[test]
+    fn file_then_flags() {
+        let mut config = Config::parse(
+            "data_dir = \"/tmp/a\"\nlisten = \"127.0.0.1:1\"\nauto_create_topics = true\n",
+        )
+        .expect("parses");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/a"));
+        assert!(config.auto_create_topics);
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:2".parse().expect("address")),
+            write_path: Some("mmap".into()),
+            ..Overrides::default()
+        };
+        config.apply(&overrides);
+        assert_eq!(config.listen.port(), 2);
+        assert_eq!(config.write_path_parsed(), Some(WritePath::Mmap));
+        config.validate().expect("valid");
+        assert!(Config::parse("lisen = \"x\"").is_err());
+    }
+
+    // Values that break an invariant are refused with a reason.
+    #[test]
+    fn invalid_values() {
+        let config = Config {
+            write_path: "fast".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        let config = Config {
+            partitions_default: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! One client connection of a shard: its socket, its input bytes, and its responses, which
+//! leave in request order (Kafka matches responses by order, not only by correlation id).
+//!
+//! Invariants: at most one receive and one send in flight; a response slot is reserved when
+//! its request is read, in read order, and filled whenever its answer is ready (a Produce
+//! waits for its commit, a Fetch may long-poll), but slots leave only from the front; at most
+//! `connection_requests_max` slots exist (reading pauses at that depth); a connection is
+//! released only when neither a receive nor a send is in flight, because the ring owns their
+//! buffers until their completions.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ringlog_uring::{GatherList, OpBuf, GATHER_CHUNK_COUNT_MAX};
+
+/// Bytes one receive asks for.
+pub(crate) const RECV_BYTES: usize = 64 * 1024;
+
+/// Names a connection across its slot's reuse: the slot index and the generation it had
+/// when the request was read. A reply to a connection that has gone is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConnRef {
+    pub index: usize,
+    pub generation: u32,
+}
+
+/// A client connection.
+pub(crate) struct Connection {
+    pub fd: Arc<OwnedFd>,
+    pub generation: u32,
+    pub peer: String,
+    /// Received bytes not yet split into frames.
+    pub input: BytesMut,
+    /// The receive buffer while no receive is in flight.
+    pub recv_buf: Option<Vec<u8>>,
+    pub recv_in_flight: bool,
+    pub send_in_flight: bool,
+    /// Responses in request order; `None` until the answer is ready.
+    slots: VecDeque<Option<Vec<Bytes>>>,
+    /// Sequence number of the front slot.
+    head_sequence: u64,
+    /// Set when the connection is being closed: nothing more is read or answered.
+    pub closing: bool,
+}
+
+impl Connection {
+    pub fn new(fd: OwnedFd, generation: u32, peer: String) -> Connection {
+        Connection {
+            fd: Arc::new(fd),
+            generation,
+            peer,
+            input: BytesMut::with_capacity(RECV_BYTES),
+            recv_buf: Some(vec![0; RECV_BYTES]),
+            recv_in_flight: false,
+            send_in_flight: false,
+            slots: VecDeque::new(),
+            head_sequence: 0,
+            closing: false,
+        }
+    }
+
+    /// Requests read and not yet sent.
+    pub fn pending_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Reserves the response slot of the request just read; returns its sequence number.
+    pub fn reserve(&mut self) -> u64 {
+        let sequence = self.head_sequence + self.slots.len() as u64;
+        self.slots.push_back(None);
+        sequence
+    }
+
+    /// Fills the slot `sequence` with the response's bytes.
+    pub fn fill(&mut self, sequence: u64, parts: Vec<Bytes>) {
+        assert!(
+            sequence >= self.head_sequence,
+            "slot {sequence} already sent"
+        );
+        let index = usize::try_from(sequence - self.head_sequence).expect("fits usize");
+        let slot = self.slots.get_mut(index).expect("slot was reserved");
+        assert!(slot.is_none(), "slot {sequence} filled twice");
+        *slot = Some(parts);
+    }
+
+    /// The ready responses at the front, as one gather list (bounded by the chunk limit),
+    /// or `None` if the front response is not ready.
+    pub fn take_ready(&mut self) -> Option<GatherList> {
+        let mut list: Option<GatherList> = None;
+        while let Some(Some(parts)) = self.slots.front() {
+            let taken = list.as_ref().map_or(0, GatherList::len);
+            if taken > 0 && taken + parts.len() > GATHER_CHUNK_COUNT_MAX {
+                break;
+            }
+            let Some(Some(parts)) = self.slots.pop_front() else {
+                unreachable!("front checked above");
+            };
+            self.head_sequence += 1;
+            let list = list.get_or_insert_with(GatherList::new);
+            for part in parts.into_iter().filter(|part| !part.is_empty()) {
+                list.push(OpBuf::Bytes(part));
+            }
+        }
+        list.filter(|list| !list.is_empty())
+    }
+
+    /// True when the ring holds none of this connection's buffers.
+    pub fn idle(&self) -> bool {
+        !self.recv_in_flight && !self.send_in_flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Responses filled out of order leave in request order.
+    #[test]
+    fn responses_leave_in_order() {
+        let (left, _right) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut connection = Connection::new(OwnedFd::from(left), 1, "test".into());
+        let first = connection.reserve();
+        let second = connection.reserve();
+        connection.fill(second, vec![Bytes::from_static(b"two")]);
+        assert!(connection.take_ready().is_none());
+        connection.fill(first, vec![Bytes::from_static(b"one")]);
+        let list = connection.take_ready().expect("both ready");
+        let sent: Vec<u8> = list
+            .chunks()
+            .iter()
+            .flat_map(|c| c.bytes().to_vec())
+            .collect();
+        assert_eq!(sent, b"onetwo");
+        assert_eq!(connection.pending_count(), 0);
+    }
+}

@@ -1,0 +1,513 @@
+//! A shard: one thread, one io_uring (shared with its partition logs through `Wal`), its
+//! partitions and the connections accepted on its `SO_REUSEPORT` listener.
+//!
+//! The loop: wait on the ring (at most [`LOOP_WAKE_MAX`], so the stop flag and the
+//! housekeeper's reports are seen) -> let the log reap its completions -> handle socket
+//! completions (accepts, receives, sends) -> answer the Produce requests whose batches became
+//! durable and the long-polling Fetches that have enough data or reached their deadline ->
+//! start the next commit cycle. Socket ops use tags at or above `EXTERNAL_TAG_MIN`.
+//!
+//! Invariants: a Produce with acks 1 or -1 is answered only after the durable end of every
+//! partition it appended to covers its batches (or the partition is fenced: then that
+//! partition's answer is KAFKA_STORAGE_ERROR); nothing a client sends can panic the shard
+//! (bad frames close their connection, bad requests get error codes); the only blocking
+//! calls are the admin paths (opening partitions for CreateTopics, storing the topic
+//! registry) and reads of cold segment data, which wait on this shard's own ring.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringlog_kafka::frame::{frame_length, SIZE_PREFIX_SIZE_BYTES};
+use ringlog_kafka::{decode_request, encode_refusal, Decoded};
+use ringlog_uring::{Completion, OpBuf};
+use ringlog_wal::{Wal, EXTERNAL_TAG_MIN};
+
+use crate::api::{ParkedFetch, PendingProduce};
+use crate::config::Config;
+use crate::connection::{ConnRef, Connection};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::partitions::Partitions;
+
+/// Longest the loop sleeps without looking at the stop flag.
+const LOOP_WAKE_MAX: Duration = Duration::from_millis(50);
+/// How long a stopping shard waits for commits and sends in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Kinds of socket op, in bits 56..62 of a tag.
+const KIND_ACCEPT: u64 = 1;
+const KIND_RECV: u64 = 2;
+const KIND_SEND: u64 = 3;
+const KIND_SHIFT: u32 = 56;
+const GENERATION_SHIFT: u32 = 24;
+const INDEX_MASK: u64 = (1 << GENERATION_SHIFT) - 1;
+
+const _: () = assert!(EXTERNAL_TAG_MIN == 1 << 62);
+
+fn socket_tag(kind: u64, connection: ConnRef) -> u64 {
+    let index = u64::try_from(connection.index).expect("fits u64");
+    assert!(index <= INDEX_MASK, "connection index {index}");
+    EXTERNAL_TAG_MIN
+        | (kind << KIND_SHIFT)
+        | (u64::from(connection.generation) << GENERATION_SHIFT)
+        | index
+}
+
+fn untag(tag: u64) -> (u64, ConnRef) {
+    let kind = (tag >> KIND_SHIFT) & 0x3f;
+    let generation =
+        u32::try_from((tag >> GENERATION_SHIFT) & u64::from(u32::MAX)).expect("masked to 32 bits");
+    let index = usize::try_from(tag & INDEX_MASK).expect("fits usize");
+    (kind, ConnRef { index, generation })
+}
+
+/// One shard's state.
+pub(crate) struct Shard {
+    pub index: usize,
+    pub wal: Wal,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub partitions: Partitions,
+    listener: Arc<OwnedFd>,
+    accepting: bool,
+    stop: Arc<AtomicBool>,
+    connections: Vec<Option<Connection>>,
+    free_slots: Vec<usize>,
+    next_generation: u32,
+    pub produces: Vec<PendingProduce>,
+    pub fetches: Vec<ParkedFetch>,
+    completions: Vec<Completion>,
+}
+
+impl Shard {
+    /// Opens the shard's log and every partition of the registry (this node has one shard,
+    /// which owns them all).
+    pub fn open(
+        index: usize,
+        listener: OwnedFd,
+        config: Arc<Config>,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Shard> {
+        let mut wal = Wal::new(config.wal_config())?;
+        let partitions = Partitions::open(&config, &mut wal, &metrics)?;
+        Ok(Shard {
+            index,
+            wal,
+            config,
+            metrics,
+            partitions,
+            listener: Arc::new(listener),
+            accepting: false,
+            stop,
+            connections: Vec::new(),
+            free_slots: Vec::new(),
+            next_generation: 1,
+            produces: Vec::new(),
+            fetches: Vec::new(),
+            completions: Vec::new(),
+        })
+    }
+
+    /// Serves until the stop flag is raised, then stops cleanly.
+    pub fn run(&mut self) -> Result<()> {
+        self.arm_accept();
+        self.metrics.shards_up.fetch_add(1, Ordering::Relaxed);
+        let result = self.serve();
+        self.metrics.shards_up.fetch_sub(1, Ordering::Relaxed);
+        let stopped = self.stop_gracefully();
+        result.and(stopped)
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.step()?;
+            let timeout = self.wait_timeout();
+            self.wal.ring_mut().submit_and_wait_timeout(1, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop, without waiting.
+    fn step(&mut self) -> Result<()> {
+        self.wal.poll()?;
+        let mut completions = std::mem::take(&mut self.completions);
+        self.wal.drain_external_completions(&mut completions);
+        for completion in completions.drain(..) {
+            self.on_completion(completion);
+        }
+        self.completions = completions;
+        let moved = self.on_durable();
+        self.answer_produces();
+        self.answer_fetches(moved, Instant::now());
+        self.wal.poll()?;
+        Ok(())
+    }
+
+    fn wait_timeout(&self) -> Duration {
+        let now = Instant::now();
+        self.fetches
+            .iter()
+            .map(|fetch| fetch.deadline.saturating_duration_since(now))
+            .min()
+            .map_or(LOOP_WAKE_MAX, |until| until.min(LOOP_WAKE_MAX))
+    }
+
+    /// Stops accepting and reading, answers what becomes durable, waits for sends.
+    fn stop_gracefully(&mut self) -> Result<()> {
+        self.accepting = false;
+        let _ = self
+            .wal
+            .ring_mut()
+            .cancel(socket_tag(KIND_ACCEPT, accept_ref()), 0);
+        let deadline = Instant::now() + STOP_GRACE;
+        for index in 0..self.connections.len() {
+            if let Some(connection) = self.connections[index].as_mut() {
+                let _ = socket2::SockRef::from(&*connection.fd).shutdown(std::net::Shutdown::Read);
+            }
+        }
+        while Instant::now() < deadline {
+            self.step()?;
+            let busy = self.wal.is_committing()
+                || !self.produces.is_empty()
+                || self.connections.iter().flatten().any(|c| c.send_in_flight);
+            if !busy {
+                break;
+            }
+            self.wal
+                .ring_mut()
+                .submit_and_wait_timeout(1, LOOP_WAKE_MAX)?;
+        }
+        tracing::info!(shard = self.index, "shard stopped");
+        Ok(())
+    }
+
+    fn arm_accept(&mut self) {
+        match self
+            .wal
+            .ring_mut()
+            .accept_multishot(&self.listener, socket_tag(KIND_ACCEPT, accept_ref()))
+        {
+            Ok(()) => self.accepting = true,
+            Err(error) => tracing::error!(shard = self.index, %error, "cannot arm accept"),
+        }
+    }
+
+    fn on_completion(&mut self, mut completion: Completion) {
+        if completion.foreign {
+            return;
+        }
+        let (kind, connection) = untag(completion.tag);
+        match kind {
+            KIND_ACCEPT => self.on_accept(&mut completion),
+            KIND_RECV => self.on_recv(connection, completion),
+            KIND_SEND => self.on_send(connection, completion),
+            _ => {}
+        }
+    }
+
+    fn on_accept(&mut self, completion: &mut Completion) {
+        if let Some(fd) = completion.take_accepted() {
+            self.add_connection(fd);
+        } else if let Err(error) = &completion.result {
+            tracing::warn!(shard = self.index, %error, "accept failed");
+        }
+        if !completion.more && !self.stop.load(Ordering::Relaxed) {
+            self.arm_accept();
+        }
+    }
+
+    fn add_connection(&mut self, fd: OwnedFd) {
+        let open = self.connections.len() - self.free_slots.len();
+        if open >= self.config.connections_max {
+            tracing::warn!(shard = self.index, open, "connections_max reached; closing");
+            return;
+        }
+        let peer = socket2::SockRef::from(&fd)
+            .peer_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .map_or_else(
+                || "unknown".to_string(),
+                |address: SocketAddr| address.to_string(),
+            );
+        let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let connection = Connection::new(fd, generation, peer);
+        let index = match self.free_slots.pop() {
+            Some(index) => {
+                self.connections[index] = Some(connection);
+                index
+            }
+            None => {
+                self.connections.push(Some(connection));
+                self.connections.len() - 1
+            }
+        };
+        self.metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        self.arm_recv(ConnRef { index, generation });
+    }
+
+    pub fn connection_mut(&mut self, connection: ConnRef) -> Option<&mut Connection> {
+        self.connections
+            .get_mut(connection.index)?
+            .as_mut()
+            .filter(|open| open.generation == connection.generation)
+    }
+
+    fn arm_recv(&mut self, target: ConnRef) {
+        let requests_max = self.config.connection_requests_max;
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
+        if connection.closing || connection.recv_in_flight {
+            return;
+        }
+        if connection.pending_count() >= requests_max {
+            return;
+        }
+        let Some(buf) = connection.recv_buf.take() else {
+            return;
+        };
+        let fd = connection.fd.clone();
+        let tag = socket_tag(KIND_RECV, target);
+        match self.wal.ring_mut().recv(&fd, OpBuf::Vec(buf), tag) {
+            Ok(()) => {
+                if let Some(connection) = self.connection_mut(target) {
+                    connection.recv_in_flight = true;
+                }
+            }
+            Err(error) => self.close(target, &format!("cannot receive: {error}")),
+        }
+    }
+
+    fn on_recv(&mut self, target: ConnRef, completion: Completion) {
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
+        connection.recv_in_flight = false;
+        if let Some(OpBuf::Vec(buf)) = completion.buf {
+            let received = match completion.result {
+                Ok(received) => usize::try_from(received).unwrap_or(0).min(buf.len()),
+                Err(_) => 0,
+            };
+            if !connection.closing {
+                connection.input.extend_from_slice(&buf[..received]);
+            }
+            connection.recv_buf = Some(buf);
+            if received == 0 {
+                connection.closing = true;
+            }
+            self.metrics
+                .bytes_in
+                .fetch_add(received as u64, Ordering::Relaxed);
+        }
+        let closing = self.connection_mut(target).is_some_and(|c| c.closing);
+        if closing {
+            self.close(target, "peer closed");
+            return;
+        }
+        self.process_input(target);
+        self.arm_recv(target);
+    }
+
+    /// Splits the input into frames and handles them, while the connection has room for
+    /// more requests in flight.
+    fn process_input(&mut self, target: ConnRef) {
+        let size_max = self.config.request_size_bytes_max;
+        let requests_max = self.config.connection_requests_max;
+        loop {
+            let Some(connection) = self.connection_mut(target) else {
+                return;
+            };
+            if connection.closing || connection.pending_count() >= requests_max {
+                return;
+            }
+            let size = match frame_length(&connection.input, size_max) {
+                Ok(Some(size)) => size,
+                Ok(None) => return,
+                Err(error) => {
+                    self.reject(target, &format!("bad frame: {error}"));
+                    return;
+                }
+            };
+            let frame_size = SIZE_PREFIX_SIZE_BYTES + size;
+            if connection.input.len() < frame_size {
+                let missing = frame_size - connection.input.len();
+                connection.input.reserve(missing);
+                return;
+            }
+            let frame = connection
+                .input
+                .split_to(frame_size)
+                .freeze()
+                .slice(SIZE_PREFIX_SIZE_BYTES..);
+            self.on_frame(target, frame);
+        }
+    }
+
+    fn on_frame(&mut self, target: ConnRef, frame: Bytes) {
+        let started = Instant::now();
+        match decode_request(frame) {
+            Ok(Decoded::Request { header, request }) => {
+                self.dispatch(target, header, request, started);
+            }
+            Ok(Decoded::Refused(refusal)) => {
+                if !refusal.expects_response() {
+                    self.reject(target, "Produce v0-2 with acks=0 (unsupported version)");
+                    return;
+                }
+                let mut out = bytes::BytesMut::new();
+                if encode_refusal(&mut out, &refusal).is_err() {
+                    self.reject(target, "cannot encode a refusal");
+                    return;
+                }
+                self.metrics
+                    .error(ringlog_kafka::ErrorCode::UnsupportedVersion);
+                if let Some(connection) = self.connection_mut(target) {
+                    let sequence = connection.reserve();
+                    connection.fill(sequence, vec![out.freeze()]);
+                }
+                self.flush(target);
+            }
+            Err(error) => self.reject(target, &format!("bad request: {error}")),
+        }
+    }
+
+    /// Fills a reserved response slot and sends what is ready.
+    pub fn respond(&mut self, target: ConnRef, sequence: u64, parts: Vec<Bytes>) {
+        if let Some(connection) = self.connection_mut(target) {
+            if connection.closing {
+                return;
+            }
+            connection.fill(sequence, parts);
+            self.flush(target);
+        }
+    }
+
+    fn flush(&mut self, target: ConnRef) {
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
+        if connection.send_in_flight || connection.closing {
+            return;
+        }
+        let Some(list) = connection.take_ready() else {
+            return;
+        };
+        let fd = connection.fd.clone();
+        self.send_list(target, &fd, list);
+    }
+
+    fn send_list(&mut self, target: ConnRef, fd: &Arc<OwnedFd>, list: ringlog_uring::GatherList) {
+        match self
+            .wal
+            .ring_mut()
+            .sendmsg(fd, list, socket_tag(KIND_SEND, target))
+        {
+            Ok(()) => {
+                if let Some(connection) = self.connection_mut(target) {
+                    connection.send_in_flight = true;
+                }
+            }
+            Err(error) => self.close(target, &format!("cannot send: {error}")),
+        }
+    }
+
+    fn on_send(&mut self, target: ConnRef, completion: Completion) {
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
+        connection.send_in_flight = false;
+        let sent = match completion.result {
+            Ok(sent) => usize::try_from(sent).unwrap_or(0),
+            Err(error) => {
+                self.close(target, &format!("send failed: {error}"));
+                return;
+            }
+        };
+        let closing = connection.closing;
+        let fd = connection.fd.clone();
+        self.metrics
+            .bytes_out
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        if closing {
+            self.close(target, "closing");
+            return;
+        }
+        if let Some(mut rest) = completion.gather {
+            rest.advance(sent);
+            if !rest.is_empty() {
+                self.send_list(target, &fd, rest);
+                return;
+            }
+        }
+        self.flush(target);
+        self.process_input(target);
+        self.arm_recv(target);
+    }
+
+    /// Closes a connection after a protocol violation, with a log line.
+    fn reject(&mut self, target: ConnRef, reason: &str) {
+        self.metrics
+            .connections_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        self.close(target, reason);
+    }
+
+    /// Starts closing a connection: shuts the socket down (ending the ops in flight) and
+    /// releases the slot once the ring holds none of its buffers.
+    pub fn close(&mut self, target: ConnRef, reason: &str) {
+        let shard = self.index;
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
+        if !connection.closing || reason != "closing" {
+            tracing::info!(shard, peer = %connection.peer, reason, "closing connection");
+        }
+        connection.closing = true;
+        let _ = socket2::SockRef::from(&*connection.fd).shutdown(std::net::Shutdown::Both);
+        if connection.idle() {
+            self.connections[target.index] = None;
+            self.free_slots.push(target.index);
+            self.metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The listener's pseudo connection reference (tags of the accept).
+fn accept_ref() -> ConnRef {
+    ConnRef {
+        index: 0,
+        generation: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Tags carry kind, generation and index, and stay in the external range.
+    #[test]
+    fn tags_round_trip() {
+        let target = ConnRef {
+            index: 12345,
+            generation: u32::MAX,
+        };
+        let tag = socket_tag(KIND_SEND, target);
+        assert!(tag >= EXTERNAL_TAG_MIN);
+        assert_eq!(untag(tag), (KIND_SEND, target));
+    }
+}
