@@ -42,6 +42,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
+const KIND_CANCEL: u64 = 4;
 const KIND_SHIFT: u32 = 56;
 const GENERATION_SHIFT: u32 = 24;
 const INDEX_MASK: u64 = (1 << GENERATION_SHIFT) - 1;
@@ -160,10 +161,10 @@ impl Shard {
     /// Stops accepting and reading, answers what becomes durable, waits for sends.
     fn stop_gracefully(&mut self) -> Result<()> {
         self.accepting = false;
-        let _ = self
-            .wal
-            .ring_mut()
-            .cancel(socket_tag(KIND_ACCEPT, accept_ref()), 0);
+        let _ = self.wal.ring_mut().cancel(
+            socket_tag(KIND_ACCEPT, accept_ref()),
+            socket_tag(KIND_CANCEL, accept_ref()),
+        );
         let deadline = Instant::now() + STOP_GRACE;
         for index in 0..self.connections.len() {
             if let Some(connection) = self.connections[index].as_mut() {
