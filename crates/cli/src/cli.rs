@@ -44,6 +44,15 @@ pub enum Command {
     /// Settings come from `--config FILE` (TOML, every key optional; docs/server.md lists
     /// them), then these flags, which override the file.
     Serve(ServeArgs),
+    /// Sends records to a partition: one per line of standard input, or `--count`
+    /// generated ones. Exit code 2 if any record is not acknowledged.
+    Produce(crate::produce::ProduceArgs),
+    /// Prints the records of a partition, one value (or `key<TAB>value`) per line, from
+    /// `--from` to the end, or on and on with `--follow`.
+    Consume(crate::consume::ConsumeArgs),
+    /// Creates, lists and deletes topics.
+    #[command(subcommand)]
+    Topics(crate::topics::TopicsCommand),
 }
 
 /// Flags of `ringlog serve`.

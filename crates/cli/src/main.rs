@@ -23,8 +23,11 @@
 
 mod check_host;
 mod cli;
+mod consume;
 mod partition_scan;
+mod produce;
 mod serve;
+mod topics;
 mod wal_inspect;
 mod wal_json;
 mod wal_verify;
@@ -58,6 +61,12 @@ fn main() -> ExitCode {
         Command::Wal(WalCommand::Inspect(args)) => run_inspect(args, &mut out),
         Command::Wal(WalCommand::Verify(args)) => run_verify(args, &mut out),
         Command::Serve(args) => serve::run(args).map(|()| Outcome::Clean),
+        Command::Produce(args) => produce::run(args).map(|count| {
+            eprintln!("produced {count} record(s)");
+            Outcome::Clean
+        }),
+        Command::Consume(args) => consume::run(args, &mut out).map(|()| Outcome::Clean),
+        Command::Topics(command) => topics::run(command, &mut out).map(|()| Outcome::Clean),
         Command::CheckHost(args) => check_host::run(args, &mut out).map(|passed| {
             if passed {
                 Outcome::Clean

@@ -1,0 +1,82 @@
+//! `ringlog topics create|list|delete`: the admin calls of `ringlog_client`.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ringlog_client::{Client, ClientOptions};
+
+/// `ringlog topics ...`.
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Creates a topic.
+    Create(CreateArgs),
+    /// Lists every topic with its partition count, one per line (`name<TAB>partitions`).
+    List(BootstrapArgs),
+    /// Deletes a topic and every record in it.
+    Delete(DeleteArgs),
+}
+
+/// The broker to talk to.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// A broker to bootstrap from (several: comma-separated).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: String,
+}
+
+/// Flags of `ringlog topics create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The topic's name.
+    pub name: String,
+    /// Number of partitions.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub partitions: i32,
+    /// The broker to talk to.
+    #[command(flatten)]
+    pub broker: BootstrapArgs,
+}
+
+/// Flags of `ringlog topics delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The topic's name.
+    pub name: String,
+    /// The broker to talk to.
+    #[command(flatten)]
+    pub broker: BootstrapArgs,
+}
+
+fn connect(broker: &BootstrapArgs) -> anyhow::Result<Client> {
+    Client::connect(&broker.bootstrap, ClientOptions::default())
+        .with_context(|| format!("connecting to {}", broker.bootstrap))
+}
+
+/// Runs one `ringlog topics` command, printing to `out`.
+pub fn run(command: &TopicsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        TopicsCommand::Create(args) => {
+            connect(&args.broker)?
+                .create_topic(&args.name, args.partitions)
+                .with_context(|| format!("creating topic {}", args.name))?;
+            writeln!(
+                out,
+                "created {} with {} partition(s)",
+                args.name, args.partitions
+            )?;
+        }
+        TopicsCommand::List(args) => {
+            for topic in connect(args)?.list_topics().context("listing topics")? {
+                writeln!(out, "{}\t{}", topic.name, topic.partitions.len())?;
+            }
+        }
+        TopicsCommand::Delete(args) => {
+            connect(&args.broker)?
+                .delete_topic(&args.name)
+                .with_context(|| format!("deleting topic {}", args.name))?;
+            writeln!(out, "deleted {}", args.name)?;
+        }
+    }
+    Ok(())
+}
