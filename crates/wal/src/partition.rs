@@ -170,13 +170,29 @@ impl Partition {
     }
 
     /// True if a batch of `size_bytes` fits, padded, in the active segment.
-    fn segment_has_room(&self, size_bytes: u64) -> bool {
-        let header_bytes = if self.active.staged_end_position == 0 {
+    /// The batch goes where `stage` will put it: right after the open commit if that commit
+    /// can take it, else at the next block boundary (a new commit, after the open one is
+    /// padded), so the check must use the same position.
+    fn segment_has_room(&mut self, size_bytes: u64) -> bool {
+        let staged_end = self.active.staged_end_position;
+        let header_bytes = if staged_end == 0 {
             self.block_size_bytes
         } else {
             0
         };
-        let end = self.active.staged_end_position + header_bytes + size_bytes;
+        let len = usize::try_from(size_bytes + header_bytes).expect("fits usize");
+        let open = self.staged.back().is_some_and(|commit| !commit.closed);
+        let continues = open
+            && self
+                .tail
+                .current_with_room(self.active.base_offset, len)
+                .is_some();
+        let start = if continues {
+            staged_end
+        } else {
+            staged_end.next_multiple_of(self.block_size_bytes)
+        };
+        let end = start + header_bytes + size_bytes;
         end.next_multiple_of(self.block_size_bytes) <= self.segment_size_bytes
     }
 

@@ -381,6 +381,13 @@ impl Wal {
             }
         }
         let range = commit.chunk_start..commit.chunk_end;
+        assert!(
+            commit.file_position + commit.len_bytes() <= partition.segment_size_bytes,
+            "commit [{}, {}) past the segment end {}",
+            commit.file_position,
+            commit.file_position + commit.len_bytes(),
+            partition.segment_size_bytes
+        );
         let (fd, mmap) = if commit.segment_base == partition.active.base_offset {
             (partition.active.fd.clone(), partition.active.mmap.as_mut())
         } else {

@@ -577,3 +577,55 @@ fn retention_by_age_uses_the_newest_timestamp_of_each_segment() {
         assert_eq!(verify_log(&mut wal, partition), end);
     }
 }
+
+/// Batches of random sizes, appended in random bursts between polls, over many segments and
+/// tail chunks: no commit ever reaches past its segment's end (the files keep their size),
+/// and everything reads back, also after a reopen. Seeded; the seed is printed.
+#[test]
+fn random_bursts_never_write_past_a_segment() {
+    for write_path in WRITE_PATHS {
+        let seed = u64::from(std::process::id());
+        println!("seed {seed}");
+        let mut rng = ringlog_wal::testing::TestRng::new(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_config(dir.path(), write_path);
+        config.segment_size_bytes = 128 * KIB;
+        config.tail_chunk_bytes = 64 * KIB;
+        config.batch_size_bytes_max = 16 * KIB;
+        config.retention.bytes_max = Some(4 * 128 * KIB);
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        for _ in 0..400 {
+            for _ in 0..rng.range(1, 20) {
+                append_next(&mut wal, partition, rng.range(1, 30));
+            }
+            if rng.range(0, 3) == 0 {
+                wal.sync(partition).unwrap();
+            } else {
+                wal.poll().unwrap();
+            }
+        }
+        let end = wal.sync(partition).unwrap();
+        for entry in std::fs::read_dir(dir.path().join("topic-0")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "log") {
+                let size = std::fs::metadata(&path).unwrap().len();
+                assert_eq!(
+                    size,
+                    128 * KIB,
+                    "{write_path:?} seed {seed}: {}",
+                    path.display()
+                );
+            }
+        }
+        assert_eq!(verify_log(&mut wal, partition), end);
+        drop(wal);
+        let mut wal = Wal::new(config).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(
+            verify_log(&mut wal, partition),
+            end,
+            "{write_path:?} seed {seed}"
+        );
+    }
+}
