@@ -47,6 +47,8 @@ pub(crate) enum Job {
         index: PathBuf,
         sequence: u64,
     },
+    /// Answer on the channel once every job queued before this one is done.
+    Barrier { done: Sender<()> },
     /// Stop after the jobs queued before this one.
     Stop,
 }
@@ -95,6 +97,13 @@ impl Housekeeper {
         // The thread only exits on Stop or when this handle is dropped; a send error means it
         // panicked, which is a bug worth crashing for.
         self.jobs.send(job).expect("housekeeper thread is gone");
+    }
+
+    /// Blocks until every job submitted so far is done (their reports may still be queued).
+    pub(crate) fn wait_idle(&self) {
+        let (done, finished) = mpsc::channel();
+        self.submit(Job::Barrier { done });
+        finished.recv().expect("housekeeper thread is gone");
     }
 
     pub(crate) fn try_report(&self) -> Option<Report> {
@@ -181,6 +190,9 @@ fn run(jobs: &Receiver<Job>, reports: &Sender<Report>) {
                 if reports.send(report).is_err() {
                     return;
                 }
+            }
+            Job::Barrier { done } => {
+                let _ = done.send(());
             }
             Job::Stop => return,
         }

@@ -57,11 +57,10 @@ impl Wal {
                 reason: format!("bad partition name {name:?}"),
             });
         }
-        if let Some(index) = self
-            .partitions
-            .iter()
-            .position(|partition| partition.name == name)
-        {
+        if let Some(index) = self.partitions.iter().position(|slot| {
+            slot.as_ref()
+                .is_some_and(|partition| partition.name == name)
+        }) {
             return Ok(PartitionHandle(index));
         }
         let dir = self.config.data_dir.join(name);
@@ -73,7 +72,7 @@ impl Wal {
         let listing = list_partition_dir(&dir)?;
         self.spare_sequence = self.spare_sequence.max(listing.spare_sequence_max);
         let partition = self.recover_partition(name, &dir, listing)?;
-        self.partitions.push(partition);
+        self.partitions.push(Some(partition));
         let index = self.partitions.len() - 1;
         self.request_spares(index);
         Ok(PartitionHandle(index))

@@ -44,7 +44,7 @@ impl Wal {
         if count == 0 {
             return Ok(0);
         }
-        let partition = &mut self.partitions[handle.0];
+        let partition = crate::wal::open_slot(&mut self.partitions, handle.0);
         partition.epochs.truncate_before(partition.log_start);
         let epochs = Job::StoreEpochs {
             dir: partition.dir.clone(),
@@ -54,7 +54,7 @@ impl Wal {
         self.housekeeper.submit(epochs);
         let mut deleted = Vec::new();
         for segment in dropped {
-            let partition = &mut self.partitions[handle.0];
+            let partition = crate::wal::open_slot(&mut self.partitions, handle.0);
             let index = partition
                 .dir
                 .join(SegmentIndex::file_name(segment.base_offset));

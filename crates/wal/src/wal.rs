@@ -68,7 +68,9 @@ pub struct Wal {
     pub(crate) block_size_bytes: u64,
     pub(crate) ring: Ring,
     pub(crate) housekeeper: Housekeeper,
-    pub(crate) partitions: Vec<Partition>,
+    /// Indexed by `PartitionHandle`; a closed partition leaves `None` in its slot, so the
+    /// handles of the others never shift and a stale handle is `UnknownPartition`.
+    pub(crate) partitions: Vec<Option<Partition>>,
     pub(crate) ops_in_flight: usize,
     completions: Vec<Completion>,
     durable_events: Vec<(PartitionHandle, Offset)>,
@@ -141,12 +143,14 @@ impl Wal {
     pub(crate) fn partition(&self, handle: PartitionHandle) -> Result<&Partition> {
         self.partitions
             .get(handle.0)
+            .and_then(Option::as_ref)
             .ok_or(Error::UnknownPartition(handle.0))
     }
 
     pub(crate) fn partition_mut(&mut self, handle: PartitionHandle) -> Result<&mut Partition> {
         self.partitions
             .get_mut(handle.0)
+            .and_then(Option::as_mut)
             .ok_or(Error::UnknownPartition(handle.0))
     }
 
@@ -176,7 +180,7 @@ impl Wal {
     /// Stores, in the background, the index of every sealed segment whose last commit is
     /// durable (never earlier: an index must not describe a commit that could still tear).
     fn store_completed_indexes(&mut self, index: usize) {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         let reused = std::mem::take(&mut partition.recycled_at_roll);
         if !reused.is_empty() {
             let paths = reused
@@ -306,7 +310,8 @@ impl Wal {
                     *partition
                 }
             };
-            let Some(partition) = self.partitions.get_mut(index) else {
+            // A report for a closed partition (its slot is empty) has nothing left to update.
+            let Some(partition) = self.partitions.get_mut(index).and_then(Option::as_mut) else {
                 continue;
             };
             partition.spares_requested = partition.spares_requested.saturating_sub(1);
@@ -327,7 +332,7 @@ impl Wal {
             segment_size_bytes: self.config.segment_size_bytes,
             write_path: self.config.write_path,
         };
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         while partition.spare_error.is_none()
             && partition.spares.len() + partition.spares_requested < wanted
         {
@@ -344,11 +349,15 @@ impl Wal {
 
     fn start_cycle(&mut self) -> Result<()> {
         for index in 0..self.partitions.len() {
-            let Some(commit) = self.partitions[index].next_commit() else {
+            // A closed partition's slot stays empty: handles are never shifted or reused.
+            let Some(partition) = self.partitions[index].as_mut() else {
+                continue;
+            };
+            let Some(commit) = partition.next_commit() else {
                 continue;
             };
             if let Err(error) = self.submit_commit(index, &commit) {
-                self.partitions[index].poison(error);
+                open_slot(&mut self.partitions, index).poison(error);
             }
         }
         if self.ops_in_flight > 0 {
@@ -360,7 +369,7 @@ impl Wal {
     }
 
     fn submit_commit(&mut self, index: usize, commit: &Commit) -> Result<()> {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         let dir = partition.dir.clone();
         if commit.segment_base == partition.active.base_offset {
             if let Some(spare_path) = partition.active.awaiting_rename.clone() {
@@ -452,7 +461,7 @@ impl Wal {
     }
 
     fn on_rename_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         if let Err(error) = result {
             let error = Error::from_io("renaming a new segment", &partition.dir, error);
             partition.poison(error);
@@ -460,7 +469,7 @@ impl Wal {
     }
 
     fn on_dir_sync_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         partition.in_flight = None;
         match result {
             Ok(_) => partition.active.awaiting_rename = None,
@@ -475,7 +484,7 @@ impl Wal {
     }
 
     fn on_write_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         let expected = partition.staged.front().map_or(0, Commit::len_bytes);
         match (result, partition.in_flight.as_mut()) {
             (
@@ -500,7 +509,7 @@ impl Wal {
     }
 
     fn on_fsync_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         let Some(InFlight::Writing {
             written_bytes,
             short_write,
@@ -522,8 +531,9 @@ impl Wal {
             }
             Ok(_) | Err(IoError::Canceled) if short_write && partition.poisoned.is_none() => {
                 if let Err(error) = self.resubmit_short_write(index, written_bytes) {
-                    self.partitions[index].poison(error);
-                    self.partitions[index].in_flight = None;
+                    let partition = open_slot(&mut self.partitions, index);
+                    partition.poison(error);
+                    partition.in_flight = None;
                 }
             }
             Err(IoError::Canceled) | Ok(_) => partition.in_flight = None,
@@ -537,7 +547,7 @@ impl Wal {
 
     /// Writes the part of a commit a short write left out, linked to a new fdatasync.
     fn resubmit_short_write(&mut self, index: usize, written_bytes: u64) -> Result<()> {
-        let partition = &mut self.partitions[index];
+        let partition = open_slot(&mut self.partitions, index);
         let commit = partition.staged.front().expect("commit in flight").clone();
         let done = usize::try_from(written_bytes).expect("fits usize");
         let fd = if commit.segment_base == partition.active.base_offset {
@@ -565,6 +575,40 @@ impl Wal {
         Ok(())
     }
 
+    /// Closes one partition: waits until everything appended to it is durable (or, if it is
+    /// poisoned, until its operation in flight completes), empties its slot, then waits for
+    /// the housekeeper to finish every job queued so far, so that nothing touches the
+    /// partition's directory afterwards (a spare fill, an index or epoch file). Its files
+    /// and tail are released; the handle is invalid from now on (`UnknownPartition`), and the
+    /// other partitions' handles are unchanged. `open_partition` of the same name afterwards
+    /// recovers whatever the directory then holds (nothing, if the caller removed it).
+    ///
+    /// Blocks on the ring and on the housekeeper: an admin path (DeleteTopics), not a data
+    /// path.
+    pub fn close_partition(&mut self, handle: PartitionHandle) -> Result<()> {
+        loop {
+            let partition = self.partition(handle)?;
+            let flushed = partition.staged.is_empty() || partition.poisoned.is_some();
+            if flushed && partition.in_flight.is_none() {
+                break;
+            }
+            self.wait()?;
+        }
+        let partition = self.partitions[handle.0]
+            .take()
+            .expect("checked open above");
+        assert!(
+            partition.in_flight.is_none(),
+            "closing with an operation in flight"
+        );
+        // With the slot empty no new job can name this partition; the barrier waits for the
+        // ones already queued. Their reports are dropped by `handle_reports`.
+        self.housekeeper.wait_idle();
+        tracing::debug!(partition = %partition.name, "partition closed");
+        drop(partition);
+        Ok(())
+    }
+
     /// Waits for the commit cycle in flight, then closes the log (the ring waits for any
     /// other operation, the housekeeper finishes its queued jobs).
     pub fn close(mut self) -> Result<()> {
@@ -573,6 +617,15 @@ impl Wal {
         }
         Ok(())
     }
+}
+
+/// The open partition in slot `index`. Completions, reports and internal calls only ever
+/// name open partitions (closing waits for a partition's operations first), so an empty
+/// slot here is a bug.
+pub(crate) fn open_slot(partitions: &mut [Option<Partition>], index: usize) -> &mut Partition {
+    partitions[index]
+        .as_mut()
+        .unwrap_or_else(|| panic!("partition slot {index} is closed"))
 }
 
 /// The block size for `config`: forced, or the file system's O_DIRECT alignment (at least

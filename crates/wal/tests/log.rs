@@ -629,3 +629,57 @@ fn random_bursts_never_write_past_a_segment() {
         );
     }
 }
+
+/// `close_partition` flushes what was appended, frees the partition and invalidates its
+/// handle without disturbing the others: a second partition keeps committing under its old
+/// handle. Reopening the same name recovers the closed log's data under a new handle; after
+/// closing again and removing its directory, reopening gives an empty log.
+#[test]
+fn close_partition_then_reopen_or_remove() {
+    for write_path in WRITE_PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::new(small_config(dir.path(), write_path)).unwrap();
+        let closing = wal.open_partition("closing-0").unwrap();
+        let other = wal.open_partition("other-0").unwrap();
+        for _ in 0..150 {
+            append_next(&mut wal, closing, 3);
+            append_next(&mut wal, other, 2);
+        }
+        // Not synced: closing must make these durable before it lets go.
+        let closed_end = wal.ends(closing).unwrap().log_end;
+        wal.close_partition(closing).unwrap();
+        assert!(matches!(wal.ends(closing), Err(Error::UnknownPartition(_))));
+        assert!(matches!(
+            wal.append(closing, &batch_for(0, 1), Epoch(1)),
+            Err(Error::UnknownPartition(_))
+        ));
+        assert!(matches!(
+            wal.close_partition(closing),
+            Err(Error::UnknownPartition(_))
+        ));
+        for _ in 0..100 {
+            append_next(&mut wal, other, 2);
+        }
+        let other_end = wal.sync(other).unwrap();
+        assert_eq!(verify_log(&mut wal, other), other_end, "{write_path:?}");
+
+        let reopened = wal.open_partition("closing-0").unwrap();
+        assert_ne!(reopened, closing, "a closed handle is never reused");
+        assert_eq!(wal.ends(reopened).unwrap().durable_end, closed_end);
+        assert_eq!(verify_log(&mut wal, reopened), closed_end);
+        let next = append_next(&mut wal, reopened, 4);
+        assert_eq!(wal.sync(reopened).unwrap(), next);
+
+        wal.close_partition(reopened).unwrap();
+        std::fs::remove_dir_all(dir.path().join("closing-0")).unwrap();
+        let fresh = wal.open_partition("closing-0").unwrap();
+        let ends = wal.ends(fresh).unwrap();
+        assert_eq!(ends.log_start, Offset(0), "{write_path:?}");
+        assert_eq!(ends.log_end, Offset(0), "{write_path:?}");
+        assert_eq!(append_next(&mut wal, fresh, 5), Offset(5));
+        assert_eq!(wal.sync(fresh).unwrap(), Offset(5));
+        assert_eq!(verify_log(&mut wal, fresh), Offset(5));
+        assert_eq!(verify_log(&mut wal, other), other_end);
+        wal.close().unwrap();
+    }
+}
