@@ -243,7 +243,12 @@ impl Shard {
         names.extend(request.topics.iter().filter_map(|topic| topic.name.clone()));
         let mut results = Vec::with_capacity(names.len());
         for name in names {
-            let code = match self.partitions.delete(&mut self.wal, &self.metrics, &name) {
+            self.settle_produces(&name);
+            let data_dir = self.config.data_dir.clone();
+            let deleted = self
+                .partitions
+                .delete(&mut self.wal, &self.metrics, &data_dir, &name);
+            let code = match deleted {
                 Ok(()) => ErrorCode::None,
                 Err(code) => code,
             };
@@ -255,6 +260,25 @@ impl Shard {
             );
         }
         DeleteTopicsResponse::default().with_responses(results)
+    }
+}
+
+impl Shard {
+    /// Makes everything appended to the topic's partitions durable and answers the Produce
+    /// requests waiting for it, so that none of them outlives the partition it waits on.
+    /// Blocks on the ring: an admin path.
+    fn settle_produces(&mut self, name: &str) {
+        let handles: Vec<PartitionHandle> = match self.partitions.topic(name) {
+            Some(topic) => topic.partitions.iter().map(|state| state.handle).collect(),
+            None => return,
+        };
+        for handle in handles {
+            // A fenced partition answers its error at once; its produces get
+            // KAFKA_STORAGE_ERROR below, as they would have anyway.
+            let _ = self.wal.sync(handle);
+        }
+        self.on_durable();
+        self.answer_produces();
     }
 }
 

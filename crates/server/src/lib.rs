@@ -37,6 +37,7 @@ mod node;
 mod partitions;
 mod shard;
 pub mod topics;
+mod trash;
 
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};

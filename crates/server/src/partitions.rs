@@ -6,6 +6,7 @@
 //! of topic `t` is the WAL partition `<t>-<p>`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,9 +14,10 @@ use ringlog_kafka::ErrorCode;
 use ringlog_wal::{PartitionHandle, Wal};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{Metrics, PartitionGauges};
 use crate::topics::{parse_topic_id, partition_name, valid_name, Registry, PARTITIONS_MAX};
+use crate::trash;
 
 /// An open partition.
 pub(crate) struct PartitionState {
@@ -38,7 +40,8 @@ pub(crate) struct Partitions {
 impl Partitions {
     /// Loads the registry and opens every partition it lists (recovering each log).
     pub fn open(config: &Config, wal: &mut Wal, metrics: &Metrics) -> Result<Partitions> {
-        let registry = Registry::load(&config.data_dir)?;
+        let mut registry = Registry::load(&config.data_dir)?;
+        finish_deletions(&config.data_dir, &mut registry)?;
         let mut topics = BTreeMap::new();
         for (name, entry) in registry.iter() {
             let mut partitions = Vec::new();
@@ -78,7 +81,9 @@ impl Partitions {
         if !valid_name(name) {
             return Err(ErrorCode::InvalidTopicException);
         }
-        if self.topics.contains_key(name) {
+        // A topic whose deletion failed half way is out of `topics` but still registered:
+        // its name stays taken until a restart finishes the deletion.
+        if self.topics.contains_key(name) || self.registry.get(name).is_some() {
             return Err(ErrorCode::TopicAlreadyExists);
         }
         match u32::try_from(partitions) {
@@ -121,22 +126,52 @@ impl Partitions {
         Ok(())
     }
 
-    /// Deletes a topic. Not built yet: the partition log cannot close a partition, and a
-    /// topic recreated under the same name must not find the old log (docs/server.md#apis).
+    /// Deletes a topic: closes its partitions (each flushed first), moves their directories
+    /// into the trash durably, removes the topic from the registry (the commit point), then
+    /// empties the trash (`crate::trash` explains why this order survives a crash).
     pub fn delete(
         &mut self,
-        _wal: &mut Wal,
-        _metrics: &Metrics,
+        wal: &mut Wal,
+        metrics: &Metrics,
+        data_dir: &Path,
         name: &str,
     ) -> std::result::Result<(), ErrorCode> {
-        if !self.topics.contains_key(name) {
+        let Some(topic) = self.topics.remove(name) else {
             return Err(ErrorCode::UnknownTopicOrPartition);
+        };
+        let entry = self
+            .registry
+            .get(name)
+            .cloned()
+            .expect("every open topic is in the registry");
+        let mut names = Vec::with_capacity(topic.partitions.len());
+        for (partition, state) in (0u32..).zip(&topic.partitions) {
+            let partition_name = partition_name(name, partition);
+            if let Err(error) = wal.close_partition(state.handle) {
+                tracing::error!(topic = name, partition, %error, "cannot close a partition");
+                return Err(ErrorCode::KafkaStorageError);
+            }
+            metrics.remove_partition(&partition_name);
+            names.push(partition_name);
         }
-        tracing::warn!(
-            topic = name,
-            "DeleteTopics is not supported by this version"
-        );
-        Err(ErrorCode::InvalidRequest)
+        // From here on the topic is out of service; a failure below leaves its directories
+        // in place or in the trash, and the next start finishes the deletion.
+        let stored = trash::move_partitions(data_dir, &entry.topic_id, &names)
+            .map_err(|error| error.to_string())
+            .and_then(|()| {
+                self.registry
+                    .remove(name)
+                    .map_err(|error| error.to_string())
+            });
+        if let Err(error) = stored {
+            tracing::error!(topic = name, %error, "cannot delete the topic; a restart finishes it");
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        if let Err(error) = trash::remove(data_dir, &entry.topic_id) {
+            tracing::warn!(topic = name, %error, "cannot empty the trash; a restart retries");
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
     }
 
     /// Publishes a partition's ends to its gauges.
@@ -171,6 +206,32 @@ pub(crate) fn publish_ends(wal: &Wal, state: &PartitionState) {
     }
     let fenced = matches!(wal.poisoned(state.handle), Ok(Some(_)));
     state.gauges.fenced.store(fenced, Ordering::Relaxed);
+}
+
+/// Finishes the deletions a crash interrupted: a trash directory whose topic is still in the
+/// registry means its deletion had not reached its commit point; it is completed now (the
+/// partitions left behind moved, the topic removed). Then every trash directory is emptied.
+fn finish_deletions(data_dir: &Path, registry: &mut Registry) -> Result<()> {
+    let failed = |detail: String| Error::Topics {
+        path: data_dir.join(trash::DIR_NAME),
+        detail,
+    };
+    let pending = trash::pending(data_dir).map_err(|error| failed(error.to_string()))?;
+    for topic_id in pending {
+        let interrupted = registry
+            .iter()
+            .find(|(_, entry)| entry.topic_id == topic_id)
+            .map(|(name, entry)| (name.clone(), entry.partitions));
+        if let Some((name, count)) = interrupted {
+            tracing::warn!(topic = %name, "finishing a topic deletion interrupted by a crash");
+            let names: Vec<String> = (0..count).map(|p| partition_name(&name, p)).collect();
+            trash::move_partitions(data_dir, &topic_id, &names)
+                .map_err(|error| failed(error.to_string()))?;
+            registry.remove(&name)?;
+        }
+        trash::remove(data_dir, &topic_id).map_err(|error| failed(error.to_string()))?;
+    }
+    Ok(())
 }
 
 fn open_partition(
