@@ -62,6 +62,16 @@ pub struct Baselines {
     pub write_fdatasync_1m_us: LatencySummary,
     /// Bytes behind `write_fdatasync_1m_mb_per_s` (warm-up excluded).
     pub write_fdatasync_1m_total_bytes: u64,
+    /// Loopback TCP round trip of 64 B messages at queue depth 1, µs (`loopback.rs`);
+    /// measured by the subcommands that go through the network, absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loopback_rtt_64b_us: Option<LatencySummary>,
+    /// Loopback TCP round trip of 1 KiB messages at queue depth 1, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loopback_rtt_1k_us: Option<LatencySummary>,
+    /// Round trips behind each `loopback_rtt_*` summary (the smaller of the two counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loopback_rtt_sample_count: Option<u64>,
 }
 
 /// How much each baseline measures.
@@ -142,6 +152,7 @@ pub fn measure_baselines(
         write_fdatasync_1m_mb_per_s: bandwidth_mb_per_s,
         write_fdatasync_1m_us: LatencySummary::from_histogram(&write_1m.histogram),
         write_fdatasync_1m_total_bytes: write_1m.total_bytes,
+        ..Baselines::default()
     })
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::options::{WalOptions, WritePathName};
+use crate::options::{ProduceOptions, WalOptions, WritePathName};
 
 /// Data directory used when `--dir` is not given, relative to the current directory.
 pub const DATA_DIR_DEFAULT: &str = "ringlog-bench-data";
@@ -34,12 +34,57 @@ pub struct Cli {
 pub enum Command {
     /// The write-ahead log alone: device baselines, then WAL appends per write path.
     Wal(WalArgs),
+    /// A `ringlog serve` node on loopback through the Rust client, beside the WAL-only runs
+    /// and the device and loopback round-trip baselines.
+    Produce(ProduceArgs),
+}
+
+/// Flags of `ringlog-bench produce`: those of `wal` (which it runs too), and the node's.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Flags shared with `wal`.
+    #[command(flatten)]
+    pub common: WalArgs,
+
+    /// The `ringlog` binary to start as the node [default: `ringlog` next to this executable].
+    #[arg(long, value_name = "FILE")]
+    pub ringlog_bin: Option<PathBuf>,
+
+    /// Producers (one thread and one connection each) of the saturated run.
+    #[arg(long, value_name = "N", default_value_t = PRODUCERS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub producers: u64,
+
+    /// Produce requests in flight per connection in the saturated run.
+    #[arg(long, value_name = "N", default_value_t = IN_FLIGHT_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub in_flight_max: u64,
+}
+
+/// Default `--producers`.
+pub const PRODUCERS_DEFAULT: u64 = 4;
+/// Default `--in-flight-max`.
+pub const IN_FLIGHT_MAX_DEFAULT: u64 = 32;
+
+impl ProduceArgs {
+    /// The scenarios' options, with the prepared data directory and the located binary.
+    pub fn to_options(&self, dir: PathBuf, ringlog_bin: PathBuf) -> ProduceOptions {
+        let mut wal = self.common.to_options(dir);
+        wal.saturated_1k = false;
+        ProduceOptions {
+            wal,
+            ringlog_bin,
+            producers: usize::try_from(self.producers).expect("at most 64"),
+            in_flight_max: usize::try_from(self.in_flight_max).expect("at most 1024"),
+        }
+    }
 }
 
 /// Flags of `ringlog-bench wal`.
 #[derive(Debug, Args)]
 pub struct WalArgs {
-    /// Short runs and fewer baseline samples; finishes in under a minute.
+    /// Short runs and fewer baseline samples; `wal` finishes in under a minute, `produce` in
+    /// under 90 s.
     #[arg(long)]
     pub quick: bool,
 
@@ -118,6 +163,7 @@ impl WalArgs {
             warmup: Duration::from_secs(warmup_secs),
             segment_size_bytes: self.segment_size_bytes,
             retention_bytes: self.retention_bytes,
+            saturated_1k: true,
         }
     }
 }
@@ -162,6 +208,33 @@ mod tests {
         assert_eq!(options.write_paths, [WritePathName::Mmap]);
         assert_eq!(options.duration, Duration::from_secs(2));
         assert_eq!(options.warmup, Duration::ZERO);
+    }
+
+    // `produce` takes the flags of `wal` and its own, and leaves out the saturated 1 KiB run.
+    #[test]
+    fn produce_flags_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "ringlog-bench",
+            "produce",
+            "--quick",
+            "--write-path",
+            "direct",
+            "--producers",
+            "2",
+        ])
+        .unwrap();
+        let Some(Command::Produce(args)) = cli.command else {
+            panic!("expected the produce subcommand");
+        };
+        assert!(args.ringlog_bin.is_none());
+        let options = args.to_options(PathBuf::from("/data"), PathBuf::from("/bin/ringlog"));
+        assert!(options.wal.quick);
+        assert!(!options.wal.saturated_1k);
+        assert_eq!(options.wal.write_paths, [WritePathName::Direct]);
+        assert_eq!(options.wal.duration, Duration::from_secs(2));
+        assert_eq!(options.producers, 2);
+        assert_eq!(options.in_flight_max, 32);
+        assert!(Cli::try_parse_from(["ringlog-bench", "produce", "--in-flight-max", "0"]).is_err());
     }
 
     #[test]

@@ -11,8 +11,11 @@ mod cli;
 mod data_dir;
 mod environment;
 mod latency;
+mod loopback;
 mod options;
+mod produce_runs;
 mod report;
+mod server_process;
 mod table;
 pub mod wal_runs;
 
@@ -25,18 +28,21 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::baseline::{measure_baselines, BaselinePlan};
-use crate::cli::{Cli, Command, WalArgs};
+use crate::cli::{Cli, Command, ProduceArgs, WalArgs};
 use crate::data_dir::DataDir;
 use crate::environment::Environment;
+use crate::loopback::{measure_rtt, RttPlan, LARGE_MESSAGE_BYTES, SMALL_MESSAGE_BYTES};
+use crate::options::WalOptions;
 use crate::report::Report;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Wal(args)) => run_wal(&args),
+        Some(Command::Produce(args)) => run_produce(&args),
         None => Err(anyhow::anyhow!(
             "no subcommand given; the default mode (every scenario) is not built yet, \
-             run `ringlog-bench wal` (see --help)"
+             run `ringlog-bench wal` or `ringlog-bench produce` (see --help)"
         )),
     };
     match result {
@@ -51,14 +57,79 @@ fn main() -> ExitCode {
 fn run_wal(args: &WalArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&args.dir)?;
     let report = measure_wal(args, data_dir.path())?;
+    finish(report, data_dir, args.json.as_deref())
+}
+
+fn run_produce(args: &ProduceArgs) -> anyhow::Result<()> {
+    // A missing node binary fails the run before anything is measured.
+    let ringlog_bin = server_process::locate_binary(args.ringlog_bin.as_deref())?;
+    let data_dir = DataDir::prepare(&args.common.dir)?;
+    let report = measure_produce(args, ringlog_bin, data_dir.path())?;
+    finish(report, data_dir, args.common.json.as_deref())
+}
+
+/// Removes the data, prints the table and writes the JSON.
+fn finish(report: Report, data_dir: DataDir, json: Option<&Path>) -> anyhow::Result<()> {
     // Remove the data before writing the report, so a full disk cannot keep it around.
     data_dir.finish()?;
     print!("{}", table::render(&report));
-    if let Some(path) = &args.json {
+    if let Some(path) = json {
         write_json(&report, path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn measure_produce(
+    args: &ProduceArgs,
+    ringlog_bin: std::path::PathBuf,
+    dir: &Path,
+) -> anyhow::Result<Report> {
+    let mut progress = |line: &str| eprintln!("{line}");
+    let environment = Environment::collect(dir);
+    let options = args.to_options(dir.to_owned(), ringlog_bin);
+    let mut baselines = measure_baselines(
+        dir,
+        BaselinePlan::for_mode(options.wal.quick),
+        &mut progress,
+    )?;
+    let rtt_plan = RttPlan::for_mode(options.wal.quick);
+    let small = measure_rtt(SMALL_MESSAGE_BYTES, rtt_plan)?;
+    let large = measure_rtt(LARGE_MESSAGE_BYTES, rtt_plan)?;
+    progress(&format!(
+        "baseline: loopback TCP RTT QD1: 64 B p50 {} µs, 1 KiB p50 {} µs",
+        small.latency_us.p50, large.latency_us.p50
+    ));
+    baselines.loopback_rtt_64b_us = Some(small.latency_us);
+    baselines.loopback_rtt_1k_us = Some(large.latency_us);
+    baselines.loopback_rtt_sample_count = Some(small.sample_count.min(large.sample_count));
+    progress_plan("produce", &options.wal, &mut progress);
+    let mut runs = wal_runs::run_wal_scenarios(&options.wal, &baselines, &mut progress)?;
+    runs.extend(produce_runs::run_produce_scenarios(
+        &options,
+        &mut progress,
+    )?);
+    Ok(Report {
+        environment,
+        baselines,
+        runs,
+    })
+}
+
+fn progress_plan(command: &str, options: &WalOptions, progress: &mut dyn FnMut(&str)) {
+    let write_paths: Vec<&str> = options
+        .write_paths
+        .iter()
+        .map(|path| path.as_str())
+        .collect();
+    progress(&format!(
+        "{command}: write paths {}, {} s measured + {} s warm-up per run{}, in {}",
+        write_paths.join(", "),
+        options.duration.as_secs(),
+        options.warmup.as_secs(),
+        if options.quick { " (quick)" } else { "" },
+        options.dir.display()
+    ));
 }
 
 fn measure_wal(args: &WalArgs, dir: &Path) -> anyhow::Result<Report> {
@@ -67,19 +138,7 @@ fn measure_wal(args: &WalArgs, dir: &Path) -> anyhow::Result<Report> {
     let plan = BaselinePlan::for_mode(args.quick);
     let baselines = measure_baselines(dir, plan, &mut progress)?;
     let options = args.to_options(dir.to_owned());
-    let write_paths: Vec<&str> = options
-        .write_paths
-        .iter()
-        .map(|path| path.as_str())
-        .collect();
-    progress(&format!(
-        "wal: write paths {}, {} s measured + {} s warm-up per run{}, in {}",
-        write_paths.join(", "),
-        options.duration.as_secs(),
-        options.warmup.as_secs(),
-        if options.quick { " (quick)" } else { "" },
-        options.dir.display()
-    ));
+    progress_plan("wal", &options, &mut progress);
     let runs = wal_runs::run_wal_scenarios(&options, &baselines, &mut progress)?;
     Ok(Report {
         environment,

@@ -49,4 +49,21 @@ pub struct WalOptions {
     pub segment_size_bytes: u64,
     /// Retention limit of the saturated runs' logs.
     pub retention_bytes: u64,
+    /// Whether to run the saturated 1 KiB-batch shape too (the per-batch CPU cost); the
+    /// `produce` subcommand leaves it out, as no produce run is compared with it.
+    pub saturated_1k: bool,
+}
+
+/// Options for the `produce` subcommand's scenarios (`produce_runs::run_produce_scenarios`).
+#[derive(Clone, Debug)]
+pub struct ProduceOptions {
+    /// The WAL-only runs measured beside the produce runs, and what both share: data
+    /// directory, write paths, durations, segment size.
+    pub wal: WalOptions,
+    /// The `ringlog` binary started as the node (`server_process::locate_binary`).
+    pub ringlog_bin: PathBuf,
+    /// Producers (each one connection, one thread) of the saturated run.
+    pub producers: usize,
+    /// Produce requests in flight per connection in the saturated run.
+    pub in_flight_max: usize,
 }

@@ -8,9 +8,16 @@
 //!
 //! JSON layout (keys are stable; consumers may rely on them):
 //! `{"environment": {..}, "baselines": {"fdatasync_4k_qd1_us": {p50..max},
-//! "write_fdatasync_1m_mb_per_s": N, ..}, "runs": [{"scenario", "write_path", "ack_mode"?,
+//! "write_fdatasync_1m_mb_per_s": N, "loopback_rtt_64b_us"?: {p50..max},
+//! "loopback_rtt_1k_us"?: {p50..max}, ..}, "runs": [{"scenario", "write_path", "ack_mode"?,
 //! "payload_bytes", "concurrency", "records_per_s", "mb_per_s", "latency_us": {p50..max},
-//! "vs_baseline": {..}, "target"?: {.., "met"}, "extra"?: {..}}]}`
+//! "vs_baseline": {..}, "target"?: {"kind", "limit", "description", "actual", "met"},
+//! "extra"?: {..}}]}`
+//!
+//! Most targets compare a run with the device baselines. Two compare it with another run of
+//! the same report (same write path) and the loopback round trip: the produce scenarios are
+//! judged against the log alone (`Target::P50WithinRunPlusRtt`,
+//! `Target::BandwidthPercentOfRunMin`); their `limit` is computed from those measurements.
 
 use std::time::Duration;
 
@@ -87,7 +94,39 @@ pub enum Comparison {
     None,
 }
 
-/// What a scenario promises about a run, checked against this run's baselines.
+/// A run of the same report another run's target refers to: same write path, this scenario
+/// and payload (e.g. `wal_qd1` at 1 KiB for `produce_qd1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunRef {
+    /// Scenario name of the referenced run.
+    pub scenario: &'static str,
+    /// Payload of the referenced run.
+    pub payload_bytes: u64,
+}
+
+impl RunRef {
+    /// The referenced run among `runs`: the first with this scenario and payload on
+    /// `write_path`.
+    pub fn find<'r>(&self, runs: &'r [RunResult], write_path: &str) -> Option<&'r RunResult> {
+        runs.iter().find(|run| {
+            run.scenario == self.scenario
+                && run.payload_bytes == self.payload_bytes
+                && run.write_path == write_path
+        })
+    }
+
+    /// "wal_qd1 1 KiB".
+    fn label(&self) -> String {
+        format!(
+            "{} {}",
+            self.scenario,
+            crate::table::format_size(self.payload_bytes)
+        )
+    }
+}
+
+/// What a scenario promises about a run, checked against this run's baselines and, for the
+/// last two kinds, another run of the same report.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
     /// p50 at most this many times the 4 KiB QD1 baseline's p50.
@@ -96,15 +135,65 @@ pub enum Target {
     P99RatioMax(f64),
     /// MB/s at least this percentage of the 1 MiB baseline's MB/s.
     BandwidthPercentMin(f64),
+    /// p50 (µs) at most the referenced run's p50 + `rtt_multiple` x the loopback 1 KiB
+    /// round trip's p50 + `slack_us`: what the network may add on top of the log.
+    P50WithinRunPlusRtt {
+        /// The run whose p50 is the floor (the log alone).
+        reference: RunRef,
+        /// Round trips allowed on top of it.
+        rtt_multiple: f64,
+        /// Fixed allowance for request handling, µs.
+        slack_us: u64,
+    },
+    /// MB/s at least `percent`% of the referenced run's MB/s.
+    BandwidthPercentOfRunMin {
+        /// The run whose bandwidth is the yardstick.
+        reference: RunRef,
+        /// Smallest acceptable share, in percent.
+        percent: f64,
+    },
+}
+
+/// Everything a target may be judged on, gathered from the report (`RunResult::target_inputs`)
+/// so that `Target::evaluate` stays a pure function of numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TargetInputs {
+    /// The run's ratios to the device baselines.
+    pub ratios: BaselineRatios,
+    /// The run's p50, µs.
+    pub p50_us: u64,
+    /// The run's MB/s.
+    pub mb_per_s: f64,
+    /// p50 of the run the target refers to, if it has one and it is in the report.
+    pub reference_p50_us: Option<u64>,
+    /// MB/s of the run the target refers to.
+    pub reference_mb_per_s: Option<f64>,
+    /// p50 of the loopback 1 KiB round-trip baseline, if it was measured.
+    pub rtt_1k_p50_us: Option<u64>,
 }
 
 /// A target's verdict for one run.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct TargetOutcome {
-    /// The measured ratio or percentage the target is about (None: no baseline to divide by).
+    /// The measured value the target is about, in the target's unit (a ratio, a percentage,
+    /// or µs); None: no baseline or referenced run to compare with.
     pub actual: Option<f64>,
+    /// The bound `actual` is held to; for targets that refer to other measurements it is
+    /// computed from them (None when they are missing).
+    pub limit: Option<f64>,
     /// Whether the target held; a target that cannot be evaluated is not met.
     pub met: bool,
+}
+
+/// The p50 budget of `Target::P50WithinRunPlusRtt`, µs: `reference_p50_us + rtt_multiple x
+/// rtt_p50_us + slack_us`.
+pub fn p50_budget_us(
+    reference_p50_us: u64,
+    rtt_p50_us: u64,
+    rtt_multiple: f64,
+    slack_us: u64,
+) -> f64 {
+    reference_p50_us as f64 + rtt_multiple * rtt_p50_us as f64 + slack_us as f64
 }
 
 impl Target {
@@ -114,39 +203,89 @@ impl Target {
             Target::P50RatioMax(limit) => format!("p50 <= {limit}x baseline"),
             Target::P99RatioMax(limit) => format!("p99 <= {limit}x baseline"),
             Target::BandwidthPercentMin(limit) => format!(">= {limit}% of baseline bandwidth"),
+            Target::P50WithinRunPlusRtt {
+                reference,
+                rtt_multiple,
+                slack_us,
+            } => format!(
+                "p50 <= {} p50 + {rtt_multiple}x loopback 1 KiB RTT p50 + {slack_us} µs",
+                reference.label()
+            ),
+            Target::BandwidthPercentOfRunMin { reference, percent } => {
+                format!(">= {percent}% of {} MB/s", reference.label())
+            }
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// The `kind` key of the JSON report.
+    pub fn kind(&self) -> &'static str {
         match self {
             Target::P50RatioMax(_) => "p50_ratio_max",
             Target::P99RatioMax(_) => "p99_ratio_max",
             Target::BandwidthPercentMin(_) => "bandwidth_percent_min",
+            Target::P50WithinRunPlusRtt { .. } => "p50_within_run_plus_rtt",
+            Target::BandwidthPercentOfRunMin { .. } => "bandwidth_percent_of_run_min",
         }
     }
 
-    fn limit(&self) -> f64 {
+    /// The run this target refers to, if any.
+    pub fn reference(&self) -> Option<RunRef> {
         match *self {
-            Target::P50RatioMax(limit)
-            | Target::P99RatioMax(limit)
-            | Target::BandwidthPercentMin(limit) => limit,
+            Target::P50WithinRunPlusRtt { reference, .. }
+            | Target::BandwidthPercentOfRunMin { reference, .. } => Some(reference),
+            Target::P50RatioMax(_) | Target::P99RatioMax(_) | Target::BandwidthPercentMin(_) => {
+                None
+            }
         }
     }
 
-    /// Checks the target against a run's ratios.
-    pub fn evaluate(&self, ratios: &BaselineRatios) -> TargetOutcome {
-        let (actual, met): (Option<f64>, fn(f64, f64) -> bool) = match self {
-            Target::P50RatioMax(_) => (ratios.p50_ratio, |actual, limit| actual <= limit),
-            Target::P99RatioMax(_) => (ratios.p99_ratio, |actual, limit| actual <= limit),
-            Target::BandwidthPercentMin(_) => {
-                (ratios.bandwidth_percent, |actual, limit| actual >= limit)
+    /// Checks the target against a run's inputs.
+    pub fn evaluate(&self, inputs: &TargetInputs) -> TargetOutcome {
+        let (actual, limit, bound) = match *self {
+            Target::P50RatioMax(limit) => (inputs.ratios.p50_ratio, Some(limit), Bound::AtMost),
+            Target::P99RatioMax(limit) => (inputs.ratios.p99_ratio, Some(limit), Bound::AtMost),
+            Target::BandwidthPercentMin(limit) => {
+                (inputs.ratios.bandwidth_percent, Some(limit), Bound::AtLeast)
+            }
+            Target::P50WithinRunPlusRtt {
+                rtt_multiple,
+                slack_us,
+                ..
+            } => {
+                let budget = inputs
+                    .reference_p50_us
+                    .zip(inputs.rtt_1k_p50_us)
+                    .map(|(reference, rtt)| p50_budget_us(reference, rtt, rtt_multiple, slack_us));
+                // A p50 of 0 means nothing was measured: not a pass.
+                let actual = (inputs.p50_us > 0).then_some(inputs.p50_us as f64);
+                (actual, budget, Bound::AtMost)
+            }
+            Target::BandwidthPercentOfRunMin { percent, .. } => {
+                let share = inputs
+                    .reference_mb_per_s
+                    .and_then(|reference| bandwidth_percent(inputs.mb_per_s, reference));
+                (share, Some(percent), Bound::AtLeast)
             }
         };
+        let met = match (actual, limit, bound) {
+            (Some(actual), Some(limit), Bound::AtMost) => actual <= limit,
+            (Some(actual), Some(limit), Bound::AtLeast) => actual >= limit,
+            _ => false,
+        };
         TargetOutcome {
-            actual,
-            met: actual.is_some_and(|actual| met(actual, self.limit())),
+            // Without a limit there is nothing to compare with, so no measured value either.
+            actual: actual.filter(|_| limit.is_some()),
+            limit,
+            met,
         }
     }
+}
+
+/// Which side of its limit a target wants the measured value on.
+#[derive(Clone, Copy, Debug)]
+enum Bound {
+    AtMost,
+    AtLeast,
 }
 
 /// A run's standing relative to the baselines; None where the baseline is zero or absent.
@@ -224,10 +363,31 @@ impl RunResult {
         BaselineRatios::compute(&self.latency_us, self.mb_per_s, baselines)
     }
 
+    /// What this run's target is judged on: its ratios to `baselines`, and the run of `runs`
+    /// (the whole report) its target refers to.
+    pub fn target_inputs(&self, baselines: &Baselines, runs: &[RunResult]) -> TargetInputs {
+        let reference = self
+            .target
+            .and_then(|target| target.reference())
+            .and_then(|reference| reference.find(runs, &self.write_path));
+        TargetInputs {
+            ratios: self.ratios(baselines),
+            p50_us: self.latency_us.p50,
+            mb_per_s: self.mb_per_s,
+            reference_p50_us: reference.map(|run| run.latency_us.p50),
+            reference_mb_per_s: reference.map(|run| run.mb_per_s),
+            rtt_1k_p50_us: baselines.loopback_rtt_1k_us.map(|rtt| rtt.p50),
+        }
+    }
+
     /// This run's target verdict, if it has a target.
-    pub fn target_outcome(&self, baselines: &Baselines) -> Option<TargetOutcome> {
-        let ratios = self.ratios(baselines);
-        self.target.map(|target| target.evaluate(&ratios))
+    pub fn target_outcome(
+        &self,
+        baselines: &Baselines,
+        runs: &[RunResult],
+    ) -> Option<TargetOutcome> {
+        let inputs = self.target_inputs(baselines, runs);
+        self.target.map(|target| target.evaluate(&inputs))
     }
 }
 
@@ -248,7 +408,7 @@ impl Report {
         let runs: Vec<RunJson<'_>> = self
             .runs
             .iter()
-            .map(|run| RunJson::new(run, &self.baselines))
+            .map(|run| RunJson::new(run, &self.baselines, &self.runs))
             .collect();
         let json = ReportJson {
             environment: &self.environment,
@@ -276,13 +436,14 @@ struct RunJson<'r> {
 }
 
 impl<'r> RunJson<'r> {
-    fn new(run: &'r RunResult, baselines: &Baselines) -> RunJson<'r> {
+    fn new(run: &'r RunResult, baselines: &Baselines, runs: &[RunResult]) -> RunJson<'r> {
         let ratios = run.ratios(baselines);
+        let inputs = run.target_inputs(baselines, runs);
         let target = run.target.map(|target| {
-            let outcome = target.evaluate(&ratios);
+            let outcome = target.evaluate(&inputs);
             TargetJson {
                 kind: target.kind(),
-                limit: target.limit(),
+                limit: outcome.limit,
                 description: target.description(),
                 actual: outcome.actual,
                 met: outcome.met,
@@ -324,7 +485,7 @@ impl VsBaselineJson {
 #[derive(Serialize)]
 struct TargetJson {
     kind: &'static str,
-    limit: f64,
+    limit: Option<f64>,
     description: String,
     actual: Option<f64>,
     met: bool,
@@ -445,14 +606,19 @@ pub(crate) mod tests {
             (Target::BandwidthPercentMin(75.0), true),
             (Target::BandwidthPercentMin(80.0), false),
         ];
+        let inputs = TargetInputs {
+            ratios,
+            ..TargetInputs::default()
+        };
         for (target, met) in cases {
-            assert_eq!(target.evaluate(&ratios).met, met, "{target:?}");
+            assert_eq!(target.evaluate(&inputs).met, met, "{target:?}");
         }
-        let outcome = Target::P50RatioMax(1.3).evaluate(&BaselineRatios::default());
+        let outcome = Target::P50RatioMax(1.3).evaluate(&TargetInputs::default());
         assert_eq!(
             outcome,
             TargetOutcome {
                 actual: None,
+                limit: Some(1.3),
                 met: false
             }
         );
@@ -464,6 +630,137 @@ pub(crate) mod tests {
             Target::BandwidthPercentMin(70.0).description(),
             ">= 70% of baseline bandwidth"
         );
+    }
+
+    const WAL_QD1_1K: RunRef = RunRef {
+        scenario: "wal_qd1",
+        payload_bytes: 1024,
+    };
+    const WAL_SATURATED_16K: RunRef = RunRef {
+        scenario: "wal_saturated",
+        payload_bytes: 16384,
+    };
+
+    #[test]
+    fn p50_budget_adds_round_trips_and_slack() {
+        assert_eq!(p50_budget_us(100, 30, 2.0, 50), 210.0);
+        assert_eq!(p50_budget_us(0, 0, 2.0, 50), 50.0);
+        assert_eq!(p50_budget_us(99, 25, 1.5, 0), 136.5);
+    }
+
+    // The targets that refer to another run and to the round trip: on both sides of the
+    // bound, on the bound, and not met (with no measured value) when a reference is missing.
+    #[test]
+    fn targets_relative_to_other_runs() {
+        let latency = Target::P50WithinRunPlusRtt {
+            reference: WAL_QD1_1K,
+            rtt_multiple: 2.0,
+            slack_us: 50,
+        };
+        let inputs = |p50_us, reference_p50_us, rtt_1k_p50_us| TargetInputs {
+            p50_us,
+            reference_p50_us,
+            rtt_1k_p50_us,
+            ..TargetInputs::default()
+        };
+        // Budget: 100 + 2 x 30 + 50 = 210 µs.
+        let outcome = latency.evaluate(&inputs(200, Some(100), Some(30)));
+        assert_eq!(
+            outcome,
+            TargetOutcome {
+                actual: Some(200.0),
+                limit: Some(210.0),
+                met: true
+            }
+        );
+        assert!(latency.evaluate(&inputs(210, Some(100), Some(30))).met);
+        assert!(!latency.evaluate(&inputs(211, Some(100), Some(30))).met);
+        let no_rtt = latency.evaluate(&inputs(100, Some(100), None));
+        assert_eq!(
+            no_rtt,
+            TargetOutcome {
+                actual: None,
+                limit: None,
+                met: false
+            }
+        );
+        assert!(!latency.evaluate(&inputs(100, None, Some(30))).met);
+        assert!(!latency.evaluate(&inputs(0, Some(100), Some(30))).met);
+        assert_eq!(
+            latency.description(),
+            "p50 <= wal_qd1 1 KiB p50 + 2x loopback 1 KiB RTT p50 + 50 µs"
+        );
+
+        let bandwidth = Target::BandwidthPercentOfRunMin {
+            reference: WAL_SATURATED_16K,
+            percent: 50.0,
+        };
+        let inputs = |mb_per_s, reference_mb_per_s| TargetInputs {
+            mb_per_s,
+            reference_mb_per_s,
+            ..TargetInputs::default()
+        };
+        let outcome = bandwidth.evaluate(&inputs(600.0, Some(1000.0)));
+        assert_eq!(
+            outcome,
+            TargetOutcome {
+                actual: Some(60.0),
+                limit: Some(50.0),
+                met: true
+            }
+        );
+        assert!(bandwidth.evaluate(&inputs(500.0, Some(1000.0))).met);
+        assert!(!bandwidth.evaluate(&inputs(499.0, Some(1000.0))).met);
+        assert!(!bandwidth.evaluate(&inputs(600.0, Some(0.0))).met);
+        assert!(!bandwidth.evaluate(&inputs(600.0, None)).met);
+        assert_eq!(
+            bandwidth.description(),
+            ">= 50% of wal_saturated 16 KiB MB/s"
+        );
+    }
+
+    // A run's target finds its reference on the same write path, with the same scenario and
+    // payload, and takes the round trip from the baselines.
+    #[test]
+    fn target_inputs_come_from_the_report() {
+        let mut baselines = sample_baselines();
+        baselines.loopback_rtt_1k_us = Some(LatencySummary {
+            p50: 30,
+            ..LatencySummary::default()
+        });
+        let reference = |write_path: &str, payload_bytes, p50| {
+            let mut run = sample_run(Comparison::LatencyQd1, None);
+            run.scenario = "wal_qd1".to_owned();
+            run.write_path = write_path.to_owned();
+            run.payload_bytes = payload_bytes;
+            run.latency_us.p50 = p50;
+            run
+        };
+        let mut produce = sample_run(
+            Comparison::LatencyQd1,
+            Some(Target::P50WithinRunPlusRtt {
+                reference: WAL_QD1_1K,
+                rtt_multiple: 2.0,
+                slack_us: 50,
+            }),
+        );
+        produce.scenario = "produce_qd1".to_owned();
+        produce.latency_us.p50 = 250;
+        let runs = vec![
+            reference("mmap", 1024, 10),
+            reference("direct", 4096, 20),
+            reference("direct", 1024, 100),
+            produce.clone(),
+        ];
+        let inputs = produce.target_inputs(&baselines, &runs);
+        assert_eq!(inputs.reference_p50_us, Some(100));
+        assert_eq!(inputs.rtt_1k_p50_us, Some(30));
+        assert_eq!(inputs.p50_us, 250);
+        let outcome = produce.target_outcome(&baselines, &runs).unwrap();
+        assert_eq!(outcome.limit, Some(210.0));
+        assert!(!outcome.met);
+        // Without the reference run, the target is not met.
+        assert!(!produce.target_outcome(&baselines, &runs[3..]).unwrap().met);
     }
 
     // The JSON carries exactly the schema's keys, omits ack_mode when None, keeps only the

@@ -8,7 +8,9 @@ use ringlog_types::units::{KIB, MIB};
 
 use crate::baseline::Baselines;
 use crate::environment::Environment;
-use crate::report::{BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target};
+use crate::report::{
+    BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target, TargetOutcome,
+};
 
 /// The whole report as text, ending in a newline.
 pub fn render(report: &Report) -> String {
@@ -66,6 +68,19 @@ fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
         baselines.write_fdatasync_1m_us.p99,
         format_size(baselines.write_fdatasync_1m_total_bytes)
     ));
+    let rtts = [
+        ("64 B ", baselines.loopback_rtt_64b_us),
+        ("1 KiB", baselines.loopback_rtt_1k_us),
+    ];
+    for (size, rtt) in rtts {
+        if let Some(rtt) = rtt {
+            lines.push(format!(
+                "  loopback TCP RTT {size} QD1  {}  ({} samples)",
+                format_percentiles(&rtt),
+                baselines.loopback_rtt_sample_count.unwrap_or_default()
+            ));
+        }
+    }
 }
 
 fn format_percentiles(latency_us: &LatencySummary) -> String {
@@ -162,13 +177,13 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
         .iter()
         .filter_map(|run| {
             let target = run.target?;
-            let outcome = run.target_outcome(baselines)?;
+            let outcome = run.target_outcome(baselines, runs)?;
             let verdict = if outcome.met { "PASS" } else { "FAIL" };
             Some(format!(
                 "  {verdict}  {}  target: {}, measured {}",
                 run_label(run),
                 target.description(),
-                format_target_actual(target, outcome.actual)
+                format_target_actual(target, &outcome)
             ))
         })
         .collect();
@@ -179,12 +194,26 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
     }
 }
 
-/// The measured value a target is about, in the target's own unit.
-fn format_target_actual(target: Target, actual: Option<f64>) -> String {
-    match (target, actual) {
-        (_, None) => "nothing (no baseline to compare with)".to_owned(),
-        (Target::BandwidthPercentMin(_), Some(percent)) => format!("{percent:.0}%"),
-        (Target::P50RatioMax(_) | Target::P99RatioMax(_), Some(ratio)) => format!("{ratio:.2}x"),
+/// The measured value a target is about, in the target's own unit, with the computed bound
+/// for a latency budget (whose bound comes from other measurements).
+fn format_target_actual(target: Target, outcome: &TargetOutcome) -> String {
+    let Some(actual) = outcome.actual else {
+        let missing = if target.reference().is_some() {
+            "the run or baseline it refers to is missing"
+        } else {
+            "no baseline to compare with"
+        };
+        return format!("nothing ({missing})");
+    };
+    match target {
+        Target::BandwidthPercentMin(_) | Target::BandwidthPercentOfRunMin { .. } => {
+            format!("{actual:.0}%")
+        }
+        Target::P50RatioMax(_) | Target::P99RatioMax(_) => format!("{actual:.2}x"),
+        Target::P50WithinRunPlusRtt { .. } => match outcome.limit {
+            Some(budget) => format!("{actual:.0} µs (budget {budget:.0} µs)"),
+            None => format!("{actual:.0} µs"),
+        },
     }
 }
 

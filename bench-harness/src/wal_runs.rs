@@ -77,6 +77,10 @@ pub fn run_wal_scenarios(
     let mut results = Vec::new();
     for write_path in &options.write_paths {
         for (index, shape) in shapes.iter().enumerate() {
+            let saturated_1k = shape.concurrency > 1 && shape.payload_bytes == KIB;
+            if saturated_1k && !options.saturated_1k {
+                continue;
+            }
             progress(&format!(
                 "wal: {} {} B x {} appenders ({})",
                 shape.name, shape.payload_bytes, shape.concurrency, write_path
@@ -225,16 +229,23 @@ fn wait_for_spares(wal: &mut Wal, partition: PartitionHandle, count: usize) -> a
 
 /// Records of 1 KiB (at most): a 16 KiB batch holds 16 of them, as a Kafka producer's
 /// default `batch.size` would.
-fn records_per_batch(payload_bytes: u64) -> u64 {
+pub fn records_per_batch(payload_bytes: u64) -> u64 {
     (payload_bytes / KIB).max(1)
+}
+
+/// The value size of each record of a batch of `payload_bytes` (batch and record headers
+/// included, at most 61 and 20 bytes). The produce scenarios send the same records, so that
+/// the log stores the same batches with and without the network in front.
+pub fn record_value_bytes(payload_bytes: u64) -> usize {
+    let records = records_per_batch(payload_bytes);
+    let overhead = 61 + 20 * records;
+    usize::try_from((payload_bytes - overhead) / records).expect("fits")
 }
 
 /// A batch whose total size is `payload_bytes` (records of 1 KiB, headers included).
 fn batch_of(payload_bytes: u64) -> Vec<u8> {
     let records = records_per_batch(payload_bytes);
-    let overhead = 61 + 20 * records;
-    let value_bytes = usize::try_from((payload_bytes - overhead) / records).expect("fits");
-    let value = vec![b'r'; value_bytes];
+    let value = vec![b'r'; record_value_bytes(payload_bytes)];
     let mut builder = BatchBuilder::new(0);
     for _ in 0..records {
         builder.push(0, None, Some(&value), &[]);

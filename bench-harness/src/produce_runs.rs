@@ -1,0 +1,413 @@
+//! The single-node produce scenarios: a `ringlog serve` child process on loopback, driven
+//! through `ringlog-client` with acks=1, for each write path, in the same run as the WAL-only
+//! runs and the baselines they are compared with.
+//!
+//! - `produce_qd1`: one producer sends one 1 KiB record per Produce request and waits for its
+//!   answer before the next (queue depth 1). Latency from `send` to the receipt resolving.
+//!   Judged against `wal_qd1` (the same 1 KiB batch appended to the log alone) plus two
+//!   loopback round trips and 50 µs of request handling.
+//! - `produce_saturated`: `producers` threads, each with its own producer (one connection)
+//!   and up to `in_flight_max` requests in flight, send 16 KiB batches of 16 records of 1 KiB
+//!   as fast as the node answers. Records/s, MB/s and per-request latency, from the request
+//!   being written to its answer. Judged against `wal_saturated` at 16 KiB (>= 50% of its
+//!   MB/s).
+//!
+//! The records are those of the WAL-only runs (`wal_runs::record_value_bytes`), so the log
+//! stores batches of the same size with and without the network in front of it; MB/s counts
+//! the nominal batch size as the WAL-only runs do. The node's log grows from empty (it has no
+//! retention setting yet), so unlike the WAL-only saturated run it also zero-fills each new
+//! segment in the background; see bench-harness/README.md.
+//!
+//! A producer dispatches a full batch when the next record arrives (its size check is an
+//! upper bound, docs/client.md), so the saturated loop counts a batch as sent once the first
+//! record of the following batch has been handed over. Answers are noticed between sends; a
+//! sender blocked on a full pipeline wakes when an answer frees a slot, so the delay in
+//! noticing is a few µs.
+
+use std::collections::VecDeque;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use hdrhistogram::Histogram;
+use ringlog_client::{
+    now_ms, Acks, Client, ClientOptions, Producer, ProducerOptions, ProducerRecord, Receipt,
+    BATCH_SIZE_BYTES_DEFAULT,
+};
+use ringlog_types::units::KIB;
+use serde_json::{json, Map};
+
+use crate::latency::{new_histogram, record_us};
+use crate::options::{ProduceOptions, WritePathName};
+use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunRef, RunResult, Target};
+use crate::server_process::{ServerProcess, ServerSpec};
+use crate::wal_runs::{record_value_bytes, records_per_batch};
+
+/// Batch (and payload) of the queue-depth-1 run: one 1 KiB record per request.
+const QD1_BATCH_BYTES: u64 = KIB;
+/// Batch of the saturated run: 16 records of 1 KiB, a Kafka producer's default `batch.size`.
+const SATURATED_BATCH_BYTES: u64 = 16 * KIB;
+/// Round trips `produce_qd1` may add to `wal_qd1`'s p50.
+const QD1_RTT_MULTIPLE: f64 = 2.0;
+/// Request handling `produce_qd1` may add on top, µs.
+const QD1_SLACK_US: u64 = 50;
+/// Smallest share of `wal_saturated`'s MB/s that `produce_saturated` must reach, percent.
+const SATURATED_PERCENT_MIN: f64 = 50.0;
+/// Linger of the producers: long enough that no batch leaves before it is full (the qd1 loop
+/// sends its batch itself, by waiting on the receipt).
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Runs both produce scenarios on a fresh node per write path and returns their results, in
+/// order. `progress` receives one line per step.
+pub fn run_produce_scenarios(
+    options: &ProduceOptions,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<RunResult>> {
+    let mut results = Vec::new();
+    for write_path in &options.wal.write_paths {
+        let dir = options
+            .wal
+            .dir
+            .join(format!("serve-{}", write_path.as_str()));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec = ServerSpec {
+            binary: options.ringlog_bin.clone(),
+            dir: dir.clone(),
+            write_path: *write_path,
+            segment_size_bytes: options.wal.segment_size_bytes,
+        };
+        let server = ServerProcess::start(&spec)?;
+        progress(&format!(
+            "produce: ringlog serve ({write_path}) pid {} on {}",
+            server.pid(),
+            server.bootstrap()
+        ));
+        let mut client = Client::connect(&server.bootstrap(), ClientOptions::default())
+            .context("connecting to the ringlog node")?;
+
+        progress(&format!(
+            "produce: produce_qd1 1 KiB records, acks=1, 1 request in flight ({write_path})"
+        ));
+        client.create_topic("produce-qd1", 1)?;
+        let qd1 = run_qd1(&client, "produce-qd1", options)
+            .with_context(|| format!("produce_qd1 on {write_path}"))?;
+        results.push(qd1.into_result(*write_path));
+
+        progress(&format!(
+            "produce: produce_saturated 16 KiB batches, acks=1, {} producers x {} in flight \
+             ({write_path})",
+            options.producers, options.in_flight_max
+        ));
+        client.create_topic("produce-saturated", 1)?;
+        let saturated = run_saturated(&client, "produce-saturated", options)
+            .with_context(|| format!("produce_saturated on {write_path}"))?;
+        results.push(saturated.into_result(*write_path));
+
+        drop(client);
+        server.stop()?;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    Ok(results)
+}
+
+/// What one produce run measured.
+struct Measured {
+    scenario: &'static str,
+    batch_bytes: u64,
+    concurrency: u64,
+    histogram: Histogram<u64>,
+    acked_requests: u64,
+    elapsed: Duration,
+    extra: Map<String, serde_json::Value>,
+}
+
+impl Measured {
+    fn into_result(self, write_path: WritePathName) -> RunResult {
+        let records = self.acked_requests * records_per_batch(self.batch_bytes);
+        let (comparison, target) = if self.concurrency == 1 {
+            let target = Target::P50WithinRunPlusRtt {
+                reference: RunRef {
+                    scenario: "wal_qd1",
+                    payload_bytes: QD1_BATCH_BYTES,
+                },
+                rtt_multiple: QD1_RTT_MULTIPLE,
+                slack_us: QD1_SLACK_US,
+            };
+            (Comparison::LatencyQd1, target)
+        } else {
+            let target = Target::BandwidthPercentOfRunMin {
+                reference: RunRef {
+                    scenario: "wal_saturated",
+                    payload_bytes: SATURATED_BATCH_BYTES,
+                },
+                percent: SATURATED_PERCENT_MIN,
+            };
+            (Comparison::Bandwidth, target)
+        };
+        let mut extra = self.extra;
+        extra.insert("acks".into(), json!(Acks::Leader.code()));
+        extra.insert(
+            "requests_per_s".into(),
+            json!(per_s(self.acked_requests, self.elapsed)),
+        );
+        extra.insert(
+            "records_per_request".into(),
+            json!(records_per_batch(self.batch_bytes)),
+        );
+        extra.insert("measured_secs".into(), json!(self.elapsed.as_secs_f64()));
+        RunResult {
+            scenario: self.scenario.to_owned(),
+            write_path: write_path.as_str().to_owned(),
+            ack_mode: None,
+            payload_bytes: self.batch_bytes,
+            concurrency: self.concurrency,
+            records_per_s: per_s(records, self.elapsed),
+            mb_per_s: mb_per_s(self.acked_requests * self.batch_bytes, self.elapsed),
+            latency_us: LatencySummary::from_histogram(&self.histogram),
+            comparison,
+            target: Some(target),
+            extra,
+        }
+    }
+}
+
+/// One record per request, each sent when the previous one is acknowledged.
+fn run_qd1(client: &Client, topic: &str, options: &ProduceOptions) -> anyhow::Result<Measured> {
+    let producer = Producer::new(
+        client,
+        ProducerOptions {
+            acks: Acks::Leader,
+            batch_size_bytes: BATCH_SIZE_BYTES_DEFAULT,
+            linger: LINGER,
+            in_flight_max: 1,
+        },
+    );
+    let value = vec![b'r'; record_value_bytes(QD1_BATCH_BYTES)];
+    let mut histogram = new_histogram();
+    let mut acked_requests = 0;
+    let mut produce_for = |duration: Duration, measure: bool| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let deadline = started + duration;
+        while Instant::now() < deadline {
+            let record = ProducerRecord {
+                key: None,
+                value: Some(&value),
+                headers: &[],
+                timestamp_ms: now_ms(),
+            };
+            let sent = Instant::now();
+            // Waiting on the receipt sends its batch at once: one record per request.
+            producer.send(topic, 0, &record)?.wait()?;
+            if measure {
+                record_us(&mut histogram, sent.elapsed());
+                acked_requests += 1;
+            }
+        }
+        Ok(started.elapsed())
+    };
+    produce_for(options.wal.warmup, false)?;
+    let elapsed = produce_for(options.wal.duration, true)?;
+    Ok(Measured {
+        scenario: "produce_qd1",
+        batch_bytes: QD1_BATCH_BYTES,
+        concurrency: 1,
+        histogram,
+        acked_requests,
+        elapsed,
+        extra: Map::new(),
+    })
+}
+
+/// When the saturated run measures: answers that arrive in `[start, end)` count.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+/// What one saturated producer thread counted in the window.
+struct SenderCounts {
+    histogram: Histogram<u64>,
+    acked_requests: u64,
+    in_flight_count_max: usize,
+}
+
+/// `producers` threads sending full 16 KiB batches with many requests in flight.
+fn run_saturated(
+    client: &Client,
+    topic: &str,
+    options: &ProduceOptions,
+) -> anyhow::Result<Measured> {
+    let producer_options = ProducerOptions {
+        acks: Acks::Leader,
+        batch_size_bytes: BATCH_SIZE_BYTES_DEFAULT,
+        linger: LINGER,
+        in_flight_max: options.in_flight_max,
+    };
+    let producers: Vec<Producer> = (0..options.producers)
+        .map(|_| Producer::new(client, producer_options.clone()))
+        .collect();
+    let start = Instant::now() + options.wal.warmup;
+    let window = Window {
+        start,
+        end: start + options.wal.duration,
+    };
+    let counts = thread::scope(|scope| {
+        let senders: Vec<_> = producers
+            .iter()
+            .map(|producer| scope.spawn(move || send_saturated(producer, topic, window)))
+            .collect();
+        senders
+            .into_iter()
+            .map(|sender| {
+                sender
+                    .join()
+                    .map_err(|_| anyhow!("a producer thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<SenderCounts>>>()
+    })?;
+    let mut histogram = new_histogram();
+    let mut acked_requests = 0;
+    let mut in_flight_count_max = 0;
+    for sender in &counts {
+        histogram
+            .add(&sender.histogram)
+            .context("merging latency histograms")?;
+        acked_requests += sender.acked_requests;
+        in_flight_count_max = in_flight_count_max.max(sender.in_flight_count_max);
+    }
+    let mut extra = Map::new();
+    extra.insert("producers".into(), json!(options.producers));
+    extra.insert("in_flight_max".into(), json!(options.in_flight_max));
+    extra.insert("in_flight_observed_max".into(), json!(in_flight_count_max));
+    extra.insert("batch_bytes".into(), json!(encoded_batch_bytes()));
+    Ok(Measured {
+        scenario: "produce_saturated",
+        batch_bytes: SATURATED_BATCH_BYTES,
+        concurrency: (options.producers * options.in_flight_max) as u64,
+        histogram,
+        acked_requests,
+        elapsed: window.end - window.start,
+        extra,
+    })
+}
+
+/// One saturated producer: full batches until the window ends, then everything answered.
+fn send_saturated(
+    producer: &Producer,
+    topic: &str,
+    window: Window,
+) -> anyhow::Result<SenderCounts> {
+    let value = vec![b'r'; record_value_bytes(SATURATED_BATCH_BYTES)];
+    let records = records_per_batch(SATURATED_BATCH_BYTES);
+    let mut counts = SenderCounts {
+        histogram: new_histogram(),
+        acked_requests: 0,
+        in_flight_count_max: 0,
+    };
+    // Sent batches (one receipt each: a batch's receipts share its fate) with their send time.
+    let mut in_flight: VecDeque<(Receipt, Instant)> = VecDeque::new();
+    // The batch being filled.
+    let mut filling: Option<Receipt> = None;
+    while Instant::now() < window.end {
+        // One timestamp per batch keeps every batch the same size.
+        let record = ProducerRecord {
+            key: None,
+            value: Some(&value),
+            headers: &[],
+            timestamp_ms: now_ms(),
+        };
+        for index in 0..records {
+            let receipt = producer.send(topic, 0, &record)?;
+            let now = Instant::now();
+            if index == 0 {
+                // This send dispatched the previous batch (see the module documentation).
+                if let Some(sent) = filling.replace(receipt) {
+                    in_flight.push_back((sent, now));
+                }
+            }
+            collect_answers(&mut in_flight, window, &mut counts)?;
+        }
+    }
+    producer.flush()?;
+    collect_answers(&mut in_flight, window, &mut counts)?;
+    if let Some(last) = filling {
+        last.wait()?;
+    }
+    counts.in_flight_count_max = producer.in_flight_count_max();
+    Ok(counts)
+}
+
+/// Takes the answered batches off the front of `in_flight`, counting those answered inside
+/// the window. A batch that failed fails the run.
+fn collect_answers(
+    in_flight: &mut VecDeque<(Receipt, Instant)>,
+    window: Window,
+    counts: &mut SenderCounts,
+) -> anyhow::Result<()> {
+    while let Some((receipt, sent)) = in_flight.front() {
+        if !receipt.is_done() {
+            break;
+        }
+        let answered = Instant::now();
+        receipt.wait()?;
+        if answered >= window.start && answered < window.end {
+            record_us(&mut counts.histogram, answered - *sent);
+            counts.acked_requests += 1;
+        }
+        in_flight.pop_front();
+    }
+    Ok(())
+}
+
+/// The encoded size of one saturated batch (16 records, one timestamp), for the report.
+fn encoded_batch_bytes() -> usize {
+    let value = vec![b'r'; record_value_bytes(SATURATED_BATCH_BYTES)];
+    let mut builder = ringlog_batch::BatchBuilder::new(0);
+    for _ in 0..records_per_batch(SATURATED_BATCH_BYTES) {
+        builder.push(0, None, Some(&value), &[]);
+    }
+    builder.build().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The saturated batch really holds 16 records and stays within 16 KiB, so the producer
+    // (which dispatches before a record could take a batch past 16 KiB) sends it whole.
+    #[test]
+    fn saturated_batches_are_sixteen_records_within_16_kib() {
+        let encoded = encoded_batch_bytes() as u64;
+        assert!(encoded <= SATURATED_BATCH_BYTES, "{encoded}");
+        assert!(encoded > SATURATED_BATCH_BYTES - KIB, "{encoded}");
+        assert_eq!(records_per_batch(SATURATED_BATCH_BYTES), 16);
+    }
+
+    // The targets refer to the WAL-only runs of the same payloads.
+    #[test]
+    fn results_carry_their_targets() {
+        let measured = |concurrency| Measured {
+            scenario: "produce_qd1",
+            batch_bytes: if concurrency == 1 { KIB } else { 16 * KIB },
+            concurrency,
+            histogram: new_histogram(),
+            acked_requests: 10,
+            elapsed: Duration::from_secs(1),
+            extra: Map::new(),
+        };
+        let qd1 = measured(1).into_result(WritePathName::Direct);
+        assert_eq!(qd1.records_per_s, 10.0);
+        assert_eq!(
+            qd1.target.and_then(|t| t.reference()).unwrap().scenario,
+            "wal_qd1"
+        );
+        let saturated = measured(128).into_result(WritePathName::Mmap);
+        assert_eq!(saturated.records_per_s, 160.0);
+        assert_eq!(saturated.mb_per_s, 10.0 * 16384.0 / 1e6);
+        let reference = saturated.target.and_then(|t| t.reference()).unwrap();
+        assert_eq!(reference.scenario, "wal_saturated");
+        assert_eq!(reference.payload_bytes, 16 * KIB);
+        assert_eq!(saturated.extra["acks"], 1);
+    }
+}
