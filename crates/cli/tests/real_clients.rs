@@ -318,3 +318,39 @@ fn kafka_python_round_trip() -> anyhow::Result<()> {
     ensure!(counts.iter().sum::<usize>() == RECORDS, "{line}");
     Ok(())
 }
+
+// A second `ringlog serve` on the listen port of a running one fails to start ("Address in
+// use") instead of sharing the port through SO_REUSEPORT and taking some of its clients'
+// connections; the first keeps serving. Found while running the clients above next to
+// another node on the same machine.
+#[test]
+fn second_server_on_same_listen_port_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = Server::start(&dir.path().join("first"), "")?;
+    let mut second = Command::new(env!("CARGO_BIN_EXE_ringlog"));
+    second
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("second"));
+    second.args([
+        "--listen",
+        &first.listen.to_string(),
+        "--write-path",
+        "mmap",
+    ]);
+    second.args(["--http-listen", &kafka_client::free_address().to_string()]);
+    let finished = run_with_deadline(second, b"")?;
+    ensure!(
+        !finished.status.success(),
+        "second server started: {}",
+        finished.stderr
+    );
+    ensure!(
+        finished.stderr.contains("in use"),
+        "unexpected error: {}",
+        finished.stderr
+    );
+    let mut client = first.client()?;
+    ensure!(client.create_topic("still-served", 1)? == 0);
+    Ok(())
+}

@@ -38,6 +38,7 @@ impl Node {
     /// shard has opened its logs and listens.
     pub fn start(mut config: Config) -> Result<Node> {
         config.validate()?;
+        refuse_busy_listen(config.listen)?;
         let first = bind_reuseport(config.listen)?;
         let listen = local_address(&first, config.listen)?;
         config.listen = listen;
@@ -134,6 +135,21 @@ impl Node {
 /// Starts a node with `config` and serves until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<()> {
     Node::start(config)?.wait()
+}
+
+/// Fails with EADDRINUSE if any socket already listens on `address`. The shards' listeners
+/// use SO_REUSEPORT, which lets a second process of the same user bind the same port and
+/// silently take a share of its connections (clients then see topics come and go). A plain
+/// bind, without SO_REUSEPORT, fails when anything listens there, as Kafka's own bind does.
+/// It is released before the shards bind, so a process that binds in between is not caught;
+/// port 0 always gets a fresh port and is not checked.
+fn refuse_busy_listen(address: SocketAddr) -> Result<()> {
+    if address.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|source| Error::Listen { address, source })
 }
 
 fn bind_reuseport(address: SocketAddr) -> Result<Socket> {
@@ -259,4 +275,27 @@ fn spawn_control(
             });
         })
         .map_err(|error| thread_error(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A port another node already listens on (with SO_REUSEPORT, as shards do) is refused
+    // with EADDRINUSE instead of being shared; a free port and port 0 are accepted.
+    #[test]
+    fn busy_listen_address_is_refused() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        refuse_busy_listen(loopback).unwrap();
+        let running = bind_reuseport(loopback).unwrap();
+        let address = local_address(&running, loopback).unwrap();
+        match refuse_busy_listen(address) {
+            Err(Error::Listen { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}");
+            }
+            other => panic!("expected AddrInUse, got {other:?}"),
+        }
+        drop(running);
+        refuse_busy_listen(address).unwrap();
+    }
 }
