@@ -214,6 +214,11 @@ fn full_disk_fences_the_partition_and_keeps_every_ack() -> anyhow::Result<()> {
         KAFKA_STORAGE_ERROR
     );
     check_acked(&mut client, "b", &acked_b)?;
+    let log = server.log_text();
+    assert!(
+        log.contains("no space left on device"),
+        "not fenced by ENOSPC: {log}"
+    );
     drop(client);
     assert!(server.terminate()?, "{}", server.log_text());
 
