@@ -64,7 +64,7 @@ pub struct ProduceArgs {
 /// Default `--producers`.
 pub const PRODUCERS_DEFAULT: u64 = 4;
 /// Default `--in-flight-max`.
-pub const IN_FLIGHT_MAX_DEFAULT: u64 = 32;
+pub const IN_FLIGHT_MAX_DEFAULT: u64 = 64;
 
 impl ProduceArgs {
     /// The scenarios' options, with the prepared data directory and the located binary.
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(options.wal.write_paths, [WritePathName::Direct]);
         assert_eq!(options.wal.duration, Duration::from_secs(2));
         assert_eq!(options.producers, 2);
-        assert_eq!(options.in_flight_max, 32);
+        assert_eq!(options.in_flight_max, 64);
         assert!(Cli::try_parse_from(["ringlog-bench", "produce", "--in-flight-max", "0"]).is_err());
     }
 

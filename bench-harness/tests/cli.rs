@@ -4,9 +4,15 @@
 //! `--dir`), then check the JSON report against the documented schema and that the data
 //! directory is gone afterwards. A second test checks that a non-empty directory is refused
 //! and left untouched, since the harness deletes its data directory at exit.
+//!
+//! `produce --quick` starts the node binary `ringlog` of `crates/cli`. Cargo gives a test
+//! the path of its own package's binaries only, so the test looks for `ringlog` where
+//! `ringlog-bench` looks by default, next to the bench binary in `target/<profile>/`, and
+//! builds it there with `cargo build -p ringlog-cli` (same profile) when it is missing. If it
+//! still cannot be found, the test fails and says so: it never passes without the node.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -155,5 +161,149 @@ fn no_subcommand_explains_what_to_run() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ringlog-bench wal"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("ringlog-bench produce"),
+        "stderr:\n{stderr}"
+    );
     assert!(Path::new(env!("CARGO_BIN_EXE_ringlog-bench")).exists());
+}
+
+/// The `ringlog` binary beside `ringlog-bench`, built first if it is not there yet.
+fn ringlog_binary() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_ringlog-bench"));
+    let binary = bench.with_file_name("ringlog");
+    if binary.is_file() {
+        return binary;
+    }
+    let profile_dir = bench.parent().expect("the bench binary is in a directory");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    build.args(["build", "-p", "ringlog-cli", "--bin", "ringlog"]);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo starts");
+    assert!(
+        status.success() && binary.is_file(),
+        "the ringlog binary is needed at {} and `cargo build -p ringlog-cli` did not put it \
+         there ({status}); build it with the same profile as the tests",
+        binary.display()
+    );
+    binary
+}
+
+// `produce --quick` end to end with a real node: the loopback round-trip baselines, the
+// WAL-only runs it is compared with (without the saturated 1 KiB one), both produce runs
+// with their targets and extras, the table on stdout, and no data directory left behind.
+#[test]
+fn produce_quick_runs_a_node_and_reports_beside_the_wal() {
+    let ringlog = ringlog_binary();
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("produce.json");
+    let data_dir = scratch.path().join("data");
+    let output = run_bench(&[
+        "produce",
+        "--quick",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--dir",
+        data_dir.to_str().unwrap(),
+        "--ringlog-bin",
+        ringlog.to_str().unwrap(),
+        "--write-path",
+        "direct",
+        // Small logs, short runs and few requests in flight: this test checks the report,
+        // not the figures, and runs debug builds.
+        "--segment-size-bytes",
+        "4194304",
+        "--retention-bytes",
+        "16777216",
+        "--duration-secs",
+        "1",
+        "--warmup-secs",
+        "0",
+        "--producers",
+        "2",
+        "--in-flight-max",
+        "4",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr:\n{stderr}",
+        output.status
+    );
+    assert!(!data_dir.exists(), "data directory left behind");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for text in [
+        "loopback TCP RTT 64 B",
+        "loopback TCP RTT 1 KiB",
+        "produce_saturated",
+    ] {
+        assert!(
+            stdout.contains(text),
+            "{text:?} missing from stdout:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("targets:"), "stdout:\n{stdout}");
+
+    let report: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_string_keys(
+        &report["environment"],
+        &["kernel", "git_sha"],
+        "environment",
+    );
+    let baselines = &report["baselines"];
+    for key in [
+        "fdatasync_4k_qd1_us",
+        "loopback_rtt_64b_us",
+        "loopback_rtt_1k_us",
+    ] {
+        assert_latency_summary(&baselines[key], key);
+        assert!(baselines[key]["p50"].as_u64().unwrap() > 0, "{baselines}");
+    }
+    assert!(baselines["loopback_rtt_sample_count"].as_u64().unwrap() > 0);
+
+    let runs = report["runs"].as_array().expect("runs is an array");
+    let names: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|run| {
+            assert_run(run);
+            (
+                run["scenario"].as_str().unwrap(),
+                run["payload_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("wal_qd1", 1024),
+            ("wal_saturated", 16384),
+            ("produce_qd1", 1024),
+            ("produce_saturated", 16384),
+        ]
+    );
+    let expected_kinds = [
+        ("produce_qd1", "p50_within_run_plus_rtt"),
+        ("produce_saturated", "bandwidth_percent_of_run_min"),
+    ];
+    for (run, (scenario, kind)) in runs[2..].iter().zip(expected_kinds) {
+        assert_eq!(run["scenario"], scenario);
+        assert_eq!(run["write_path"], "direct");
+        assert!(run["records_per_s"].as_f64().unwrap() > 0.0, "{run}");
+        assert_eq!(run["extra"]["acks"], 1, "{run}");
+        let target = &run["target"];
+        assert_eq!(target["kind"], kind, "{run}");
+        assert!(target["limit"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(target["actual"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(target["met"].is_boolean(), "{run}");
+    }
+    assert_eq!(runs[3]["extra"]["producers"], 2);
+    assert_eq!(runs[3]["concurrency"], 8);
 }
