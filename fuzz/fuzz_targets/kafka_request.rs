@@ -12,8 +12,8 @@ use ringlog_kafka::messages::produce_response::{PartitionProduceResponse, TopicP
 use ringlog_kafka::messages::ProduceResponse;
 use ringlog_kafka::{
     api_versions_response, decode_request, encode_fetch_response, encode_refusal, encode_response,
-    Decoded, ErrorCode, FetchPartitionResponse, FetchResponse, FetchTopicResponse, Request,
-    RequestHeader, Response,
+    find_coordinator_error_response, Decoded, ErrorCode, FetchPartitionResponse, FetchResponse,
+    FetchTopicResponse, Request, RequestHeader, Response,
 };
 
 fuzz_target!(|bytes: &[u8]| {
@@ -95,6 +95,15 @@ fn answer(frame: &Bytes, header: &RequestHeader, request: &Request) {
             let size_bytes = encode_fetch_response(header, &response, &mut out, &mut parts)
                 .expect("Fetch encodes");
             assert_eq!(size_bytes, parts.iter().map(Bytes::len).sum::<usize>());
+        }
+        Request::FindCoordinator(request) => {
+            let response = find_coordinator_error_response(
+                request,
+                header.api_version,
+                ErrorCode::CoordinatorNotAvailable,
+            );
+            encode_response(&mut out, header, &Response::FindCoordinator(response))
+                .expect("FindCoordinator encodes");
         }
         Request::Metadata(_)
         | Request::ListOffsets(_)

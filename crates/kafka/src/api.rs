@@ -24,6 +24,10 @@ pub enum ApiKey {
     ListOffsets = 2,
     /// Topics, partitions, leaders and the nodes that serve them.
     Metadata = 3,
+    /// Where a group's or a transaction's coordinator is. ringlog has none yet, so every key
+    /// is answered COORDINATOR_NOT_AVAILABLE; the API is served because librdkafka reads its
+    /// presence as a sign of Kafka 0.8.2+ and compresses with lz4 only then.
+    FindCoordinator = 10,
     /// Which APIs and versions this node serves (the first request of every client).
     ApiVersions = 18,
     /// Create topics.
@@ -39,12 +43,15 @@ pub enum ApiKey {
 /// (KAFKA-18659). Produce v0-2 requests are decoded and answered with UNSUPPORTED_VERSION
 /// for every partition ([`crate::Refusal::Produce`]). CreateTopics starts at v2 and
 /// DeleteTopics at v1, the minimums Kafka 4 kept (KIP-896); librdkafka and kafka-python
-/// negotiate the highest common version, which is inside these ranges.
+/// negotiate the highest common version, which is inside these ranges. FindCoordinator
+/// is advertised from v0 for the same librdkafka reason: its LZ4 feature requires
+/// FindCoordinator v0 in the range (every version is answered COORDINATOR_NOT_AVAILABLE).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 11),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -69,11 +76,12 @@ pub enum VersionSupport {
 
 impl ApiKey {
     /// Every API, in api_key order.
-    pub const ALL: [ApiKey; 7] = [
+    pub const ALL: [ApiKey; 8] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
         ApiKey::Metadata,
+        ApiKey::FindCoordinator,
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
@@ -99,6 +107,7 @@ impl ApiKey {
             ApiKey::Fetch => "Fetch",
             ApiKey::ListOffsets => "ListOffsets",
             ApiKey::Metadata => "Metadata",
+            ApiKey::FindCoordinator => "FindCoordinator",
             ApiKey::ApiVersions => "ApiVersions",
             ApiKey::CreateTopics => "CreateTopics",
             ApiKey::DeleteTopics => "DeleteTopics",
@@ -125,6 +134,7 @@ impl ApiKey {
             ApiKey::Fetch => 12,
             ApiKey::ListOffsets => 6,
             ApiKey::Metadata => 9,
+            ApiKey::FindCoordinator => 3,
             ApiKey::ApiVersions => 3,
             ApiKey::CreateTopics => 5,
             ApiKey::DeleteTopics => 4,
@@ -156,6 +166,7 @@ impl ApiKey {
             | ApiKey::Fetch
             | ApiKey::ListOffsets
             | ApiKey::Metadata
+            | ApiKey::FindCoordinator
             | ApiKey::CreateTopics
             | ApiKey::DeleteTopics => i16::from(self.is_flexible(version)),
         }
@@ -246,6 +257,10 @@ mod tests {
                         m::MetadataRequest::header_version(version),
                         m::MetadataResponse::header_version(version),
                     ),
+                    ApiKey::FindCoordinator => (
+                        m::FindCoordinatorRequest::header_version(version),
+                        m::FindCoordinatorResponse::header_version(version),
+                    ),
                     ApiKey::ApiVersions => (
                         m::ApiVersionsRequest::header_version(version),
                         m::ApiVersionsResponse::header_version(version),
@@ -297,6 +312,10 @@ mod tests {
             (ApiKey::ApiVersions, 3, Served),
             (ApiKey::ApiVersions, 4, Refused),
             (ApiKey::Metadata, 13, Unsupported),
+            (ApiKey::FindCoordinator, -1, Unsupported),
+            (ApiKey::FindCoordinator, 0, Served),
+            (ApiKey::FindCoordinator, 6, Served),
+            (ApiKey::FindCoordinator, 7, Unsupported),
             (ApiKey::CreateTopics, 1, Unsupported),
             (ApiKey::DeleteTopics, 0, Unsupported),
         ];
@@ -322,6 +341,7 @@ mod tests {
             ApiKey::Fetch => m::FetchResponse::VERSIONS,
             ApiKey::ListOffsets => m::ListOffsetsResponse::VERSIONS,
             ApiKey::Metadata => m::MetadataResponse::VERSIONS,
+            ApiKey::FindCoordinator => m::FindCoordinatorResponse::VERSIONS,
             ApiKey::ApiVersions => m::ApiVersionsResponse::VERSIONS,
             ApiKey::CreateTopics => m::CreateTopicsResponse::VERSIONS,
             ApiKey::DeleteTopics => m::DeleteTopicsResponse::VERSIONS,

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     RequestTimedOut = 7,
     /// MESSAGE_TOO_LARGE: a batch is larger than the partition accepts.
     MessageTooLarge = 10,
+    /// COORDINATOR_NOT_AVAILABLE: no group or transaction coordinator is available; ringlog
+    /// has none yet, so FindCoordinator answers it for every key.
+    CoordinatorNotAvailable = 15,
     /// INVALID_TOPIC_EXCEPTION: the topic name is not a legal name.
     InvalidTopicException = 17,
     /// RECORD_LIST_TOO_LARGE: the records of one partition exceed the segment size.
@@ -73,7 +76,7 @@ impl ErrorCode {
     /// Every variant once, in wire-value order (tests and tools iterate it). A new variant
     /// goes here too; `name` and `is_retriable` match exhaustively, so it cannot be forgotten
     /// there.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -84,6 +87,7 @@ impl ErrorCode {
         ErrorCode::NotLeaderOrFollower,
         ErrorCode::RequestTimedOut,
         ErrorCode::MessageTooLarge,
+        ErrorCode::CoordinatorNotAvailable,
         ErrorCode::InvalidTopicException,
         ErrorCode::RecordListTooLarge,
         ErrorCode::NotEnoughReplicas,
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
             ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
             ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
             ErrorCode::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
             ErrorCode::RecordListTooLarge => "RECORD_LIST_TOO_LARGE",
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
@@ -159,6 +164,7 @@ impl ErrorCode {
             | ErrorCode::LeaderNotAvailable
             | ErrorCode::NotLeaderOrFollower
             | ErrorCode::RequestTimedOut
+            | ErrorCode::CoordinatorNotAvailable
             | ErrorCode::NotEnoughReplicas
             | ErrorCode::NotEnoughReplicasAfterAppend
             | ErrorCode::KafkaStorageError
@@ -232,6 +238,7 @@ mod tests {
             (ErrorCode::NotLeaderOrFollower, 6),
             (ErrorCode::RequestTimedOut, 7),
             (ErrorCode::MessageTooLarge, 10),
+            (ErrorCode::CoordinatorNotAvailable, 15),
             (ErrorCode::InvalidTopicException, 17),
             (ErrorCode::RecordListTooLarge, 18),
             (ErrorCode::NotEnoughReplicas, 19),

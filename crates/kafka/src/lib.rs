@@ -80,7 +80,10 @@ pub use fetch_response::{
 };
 pub use header::RequestHeader;
 pub use request::{decode_request, Decoded, Refusal, Request};
-pub use response::{api_versions_response, encode_refusal, encode_response, Response};
+pub use response::{
+    api_versions_response, encode_refusal, encode_response, find_coordinator_error_response,
+    Response,
+};
 
 /// kafka-protocol's generated message structs: the request bodies in [`Request`] and the
 /// response bodies in [`Response`], with their field types (`TopicName`, `BrokerId`, ...).

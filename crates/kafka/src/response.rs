@@ -15,11 +15,13 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
-    ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceRequest, ProduceResponse,
+    ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, ListOffsetsResponse, MetadataResponse,
+    ProduceRequest, ProduceResponse,
 };
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::api::{ApiKey, SUPPORTED};
 use crate::error::EncodeError;
@@ -44,6 +46,8 @@ pub enum Response {
     CreateTopics(CreateTopicsResponse),
     /// DeleteTopics.
     DeleteTopics(DeleteTopicsResponse),
+    /// FindCoordinator; [`find_coordinator_error_response`] builds the answer ringlog gives.
+    FindCoordinator(FindCoordinatorResponse),
 }
 
 impl Response {
@@ -56,6 +60,7 @@ impl Response {
             Response::ListOffsets(_) => ApiKey::ListOffsets,
             Response::CreateTopics(_) => ApiKey::CreateTopics,
             Response::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Response::FindCoordinator(_) => ApiKey::FindCoordinator,
         }
     }
 }
@@ -75,6 +80,58 @@ pub fn api_versions_response(error_code: ErrorCode) -> ApiVersionsResponse {
         })
         .collect();
     response
+}
+
+/// A FindCoordinator response at `version` that answers every key of `request` with
+/// `error_code` and no coordinator: node id -1, empty host, port -1, which is how Kafka
+/// answers while a coordinator is not available. v0-3 carry the one answer in the top-level
+/// fields (with `error_message` from v1); v4 and later carry one [`Coordinator`] per key in
+/// `coordinators`, in the request's order, and leave the top-level fields at their defaults
+/// (they are not on the wire). ringlog has no group or transaction coordinator yet and
+/// answers COORDINATOR_NOT_AVAILABLE.
+pub fn find_coordinator_error_response(
+    request: &FindCoordinatorRequest,
+    version: i16,
+    error_code: ErrorCode,
+) -> FindCoordinatorResponse {
+    let error_message = || error_message(error_code);
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        response.coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let mut coordinator = Coordinator::default();
+                coordinator.key = key.clone();
+                coordinator.node_id = BrokerId(-1);
+                coordinator.host = StrBytes::default();
+                coordinator.port = -1;
+                coordinator.error_code = error_code.code();
+                coordinator.error_message = error_message();
+                coordinator
+            })
+            .collect();
+    } else {
+        response.error_code = error_code.code();
+        if version >= 1 {
+            response.error_message = error_message();
+        }
+        response.node_id = BrokerId(-1);
+        response.host = StrBytes::default();
+        response.port = -1;
+    }
+    response
+}
+
+/// The `error_message` for `error_code`: none for success, Kafka's own text for
+/// COORDINATOR_NOT_AVAILABLE, and the code's name otherwise.
+fn error_message(error_code: ErrorCode) -> Option<StrBytes> {
+    let text = match error_code {
+        ErrorCode::None => return None,
+        ErrorCode::CoordinatorNotAvailable => "The coordinator is not available.",
+        other => other.name(),
+    };
+    Some(StrBytes::from_static_str(text))
 }
 
 /// Appends the framed `response` to `out` at `header`'s version, and returns the frame's
@@ -103,6 +160,7 @@ pub fn encode_response(
             Response::ListOffsets(body) => body.encode(out, version),
             Response::CreateTopics(body) => body.encode(out, version),
             Response::DeleteTopics(body) => body.encode(out, version),
+            Response::FindCoordinator(body) => body.encode(out, version),
         };
         encoded.map_err(|error| EncodeError::Message {
             api_key,

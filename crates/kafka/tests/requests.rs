@@ -9,8 +9,8 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion};
 use ringlog_kafka::{decode_request, ApiKey, DecodeError, MalformedReason, Request};
@@ -49,6 +49,9 @@ fn reference_decode(api_key: ApiKey, version: i16, frame: Bytes) -> Request {
         ApiKey::ListOffsets => Request::ListOffsets(body::<ListOffsetsRequest>(frame, version)),
         ApiKey::CreateTopics => Request::CreateTopics(body::<CreateTopicsRequest>(frame, version)),
         ApiKey::DeleteTopics => Request::DeleteTopics(body::<DeleteTopicsRequest>(frame, version)),
+        ApiKey::FindCoordinator => {
+            Request::FindCoordinator(body::<FindCoordinatorRequest>(frame, version))
+        }
     }
 }
 
@@ -139,7 +142,7 @@ fn header_only(api_key: i16, version: i16) -> Bytes {
 // advertised range (other than the refused ones) are UnsupportedVersion.
 #[test]
 fn unknown_api_and_unsupported_versions() {
-    for api_key in [4, 17, 21, 1000, -1] {
+    for api_key in [4, 9, 11, 17, 21, 1000, -1] {
         assert_eq!(
             decode_request(header_only(api_key, 0)),
             Err(DecodeError::UnknownApi {
@@ -160,6 +163,8 @@ fn unknown_api_and_unsupported_versions() {
         (ApiKey::CreateTopics, 8),
         (ApiKey::DeleteTopics, 0),
         (ApiKey::DeleteTopics, 7),
+        (ApiKey::FindCoordinator, -1),
+        (ApiKey::FindCoordinator, 7),
     ];
     for (api_key, api_version) in cases {
         assert_eq!(
@@ -324,4 +329,69 @@ fn malformed_strings_are_rejected() {
         ),
         "{error}"
     );
+}
+
+// Checks FindCoordinator's two layouts on hand-built bytes: v0 as librdkafka sends it (one
+// classic string, no key type), and v4 with a batch of compact strings after the key type,
+// where a forged key count is rejected before anything is allocated for it.
+#[test]
+fn find_coordinator_layouts() {
+    let mut v0 = BytesMut::from(&header_only(ApiKey::FindCoordinator.code(), 0)[..]);
+    v0.put_i16(6);
+    v0.put_slice(b"orders");
+    let Request::FindCoordinator(request) = decode_ok(v0.freeze()) else {
+        panic!("not a FindCoordinator");
+    };
+    assert_eq!(request.key.as_str(), "orders");
+    assert_eq!(request.key_type, 0);
+    assert!(request.coordinator_keys.is_empty());
+
+    let v4_prefix = || {
+        let mut frame = BytesMut::from(&header_only(ApiKey::FindCoordinator.code(), 4)[..]);
+        frame.put_u8(0); // header tagged fields
+        frame.put_i8(1); // key_type: transaction
+        frame
+    };
+    let mut v4 = v4_prefix();
+    v4.put_u8(3); // two keys
+    v4.put_slice(&[3, b't', b'1', 1]); // "t1", then ""
+    v4.put_u8(0); // tagged fields
+    let Request::FindCoordinator(request) = decode_ok(v4.freeze()) else {
+        panic!("not a FindCoordinator");
+    };
+    assert_eq!(request.key.as_str(), "");
+    assert_eq!(request.key_type, 1);
+    let keys: Vec<&str> = request
+        .coordinator_keys
+        .iter()
+        .map(|key| key.as_str())
+        .collect();
+    assert_eq!(keys, ["t1", ""]);
+
+    let mut forged = v4_prefix();
+    forged.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // u32::MAX - 1 keys
+    forged.put_slice(&[1, 1, 0]);
+    let error = decode_request(forged.freeze()).expect_err("forged count");
+    assert!(
+        matches!(
+            error,
+            DecodeError::Malformed {
+                field: "FindCoordinator.coordinator_keys",
+                reason: MalformedReason::CountTooLarge { .. },
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+/// Decodes a served request whose header carries no client id.
+fn decode_ok(frame: Bytes) -> Request {
+    match decode_request(frame).expect("decodes") {
+        ringlog_kafka::Decoded::Request { header, request } => {
+            assert_eq!(header.correlation_id, CORRELATION_ID);
+            request
+        }
+        ringlog_kafka::Decoded::Refused(refusal) => panic!("refused: {refusal:?}"),
+    }
 }

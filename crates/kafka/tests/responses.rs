@@ -23,14 +23,14 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceResponse,
+    ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse,
+    FindCoordinatorResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
 use ringlog_kafka::{
-    api_versions_response, encode_fetch_response, encode_response, ApiKey, CurrentLeader,
-    DivergingEpoch, EncodeError, ErrorCode, FetchPartitionResponse, FetchResponse,
-    FetchTopicResponse, RequestHeader, Response, SUPPORTED,
+    api_versions_response, encode_fetch_response, encode_response, find_coordinator_error_response,
+    ApiKey, CurrentLeader, DivergingEpoch, EncodeError, ErrorCode, FetchPartitionResponse,
+    FetchResponse, FetchTopicResponse, RequestHeader, Response, SUPPORTED,
 };
 
 fn header(api_key: ApiKey, api_version: i16) -> RequestHeader {
@@ -243,12 +243,27 @@ fn every_response_round_trips() {
                         round_trip(api_key, version, Response::DeleteTopics(response.clone()));
                     assert_eq!(decoded, response, "v{version}");
                 }
+                ApiKey::FindCoordinator => {
+                    let request = sample_find_coordinator(version);
+                    let response = find_coordinator_error_response(
+                        &request,
+                        version,
+                        ErrorCode::CoordinatorNotAvailable,
+                    )
+                    .with_throttle_time_ms(if version >= 1 { 2 } else { 0 });
+                    let decoded: FindCoordinatorResponse = round_trip(
+                        api_key,
+                        version,
+                        Response::FindCoordinator(response.clone()),
+                    );
+                    assert_eq!(decoded, response, "v{version}");
+                }
                 ApiKey::Fetch => continue,
             }
             checked += 1;
         }
     }
-    assert!(checked > 35, "{checked}");
+    assert!(checked > 42, "{checked}");
 }
 
 // Checks KIP-511's header rule on the bytes: an ApiVersions v3 response (a flexible body)
@@ -519,4 +534,67 @@ fn fetch_response_without_records_is_one_part() {
         assert_eq!(partition.error_code, ErrorCode::NotLeaderOrFollower.code());
         assert_eq!(partition.records.as_deref(), Some(&[][..]));
     }
+}
+
+// Checks what a client reads from ringlog's FindCoordinator answer at every served version:
+// no coordinator (node -1, empty host, port -1) and COORDINATOR_NOT_AVAILABLE, in the
+// top-level fields up to v3 (with Kafka's message from v1, where the field appears; v0
+// leaves it at kafka-protocol's default) and
+// once per requested key, in order, from v4. Also checks v0's bytes, the version librdkafka
+// sends: correlation id, error 15, node -1, host "", port -1 and nothing else.
+#[test]
+fn find_coordinator_answers_coordinator_not_available() {
+    let message = "The coordinator is not available.";
+    for version in served_versions(ApiKey::FindCoordinator) {
+        let request = sample_find_coordinator(version);
+        let response =
+            find_coordinator_error_response(&request, version, ErrorCode::CoordinatorNotAvailable);
+        let decoded: FindCoordinatorResponse = round_trip(
+            ApiKey::FindCoordinator,
+            version,
+            Response::FindCoordinator(response),
+        );
+        if version <= 3 {
+            assert_eq!(decoded.error_code, 15, "v{version}");
+            assert_eq!(decoded.node_id, BrokerId(-1), "v{version}");
+            assert_eq!(decoded.host.as_str(), "", "v{version}");
+            assert_eq!(decoded.port, -1, "v{version}");
+            if version >= 1 {
+                assert_eq!(
+                    decoded.error_message.as_deref(),
+                    Some(message),
+                    "v{version}"
+                );
+            }
+            assert!(decoded.coordinators.is_empty(), "v{version}");
+        } else {
+            let keys: Vec<&str> = decoded
+                .coordinators
+                .iter()
+                .map(|coordinator| coordinator.key.as_str())
+                .collect();
+            assert_eq!(keys, ["group-a", "", "group-c"], "v{version}");
+            for coordinator in &decoded.coordinators {
+                assert_eq!(coordinator.error_code, 15, "v{version}");
+                assert_eq!(coordinator.node_id, BrokerId(-1), "v{version}");
+                assert_eq!(coordinator.host.as_str(), "", "v{version}");
+                assert_eq!(coordinator.port, -1, "v{version}");
+                assert_eq!(coordinator.error_message.as_deref(), Some(message));
+            }
+        }
+    }
+
+    let request = sample_find_coordinator(0);
+    let response = find_coordinator_error_response(&request, 0, ErrorCode::CoordinatorNotAvailable);
+    let mut out = BytesMut::new();
+    encode_response(
+        &mut out,
+        &header(ApiKey::FindCoordinator, 0),
+        &Response::FindCoordinator(response),
+    )
+    .unwrap();
+    let mut expected = vec![0, 0, 0, 16];
+    expected.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    expected.extend_from_slice(&[0, 15, 0xff, 0xff, 0xff, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(&out[..], &expected[..]);
 }

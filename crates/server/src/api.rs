@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use ringlog_kafka::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use ringlog_kafka::messages::{ProduceRequest, ProduceResponse, TopicName};
 use ringlog_kafka::{
-    api_versions_response, encode_response, ApiKey, ErrorCode, Request, RequestHeader, Response,
+    api_versions_response, encode_response, find_coordinator_error_response, ApiKey, ErrorCode,
+    Request, RequestHeader, Response,
 };
 use ringlog_types::{Epoch, Offset};
 use ringlog_wal::PartitionHandle;
@@ -88,6 +89,14 @@ impl Shard {
             }
             Request::CreateTopics(request) => Response::CreateTopics(self.create_topics(&request)),
             Request::DeleteTopics(request) => Response::DeleteTopics(self.delete_topics(&request)),
+            // No consumer groups or transactions yet: no coordinator to point at.
+            Request::FindCoordinator(request) => {
+                Response::FindCoordinator(find_coordinator_error_response(
+                    &request,
+                    header.api_version,
+                    ErrorCode::CoordinatorNotAvailable,
+                ))
+            }
         };
         self.reply(target, sequence, &header, &response, started);
     }

@@ -33,8 +33,8 @@ use ringlog_kafka::messages::{
 };
 use ringlog_kafka::{
     api_versions_response, decode_request, encode_fetch_response, encode_refusal, encode_response,
-    ApiKey, Decoded, ErrorCode, FetchPartitionResponse, FetchResponse, FetchTopicResponse, Request,
-    RequestHeader, Response, StrBytes,
+    find_coordinator_error_response, ApiKey, Decoded, ErrorCode, FetchPartitionResponse,
+    FetchResponse, FetchTopicResponse, Request, RequestHeader, Response, StrBytes,
 };
 use ringlog_types::{Epoch, Offset};
 
@@ -274,6 +274,13 @@ fn answer(
         Request::ListOffsets(request) => Response::ListOffsets(list_offsets(shared, &request)),
         Request::CreateTopics(request) => Response::CreateTopics(create_topics(shared, &request)),
         Request::DeleteTopics(request) => Response::DeleteTopics(delete_topics(shared, &request)),
+        Request::FindCoordinator(request) => {
+            Response::FindCoordinator(find_coordinator_error_response(
+                &request,
+                header.api_version,
+                ErrorCode::CoordinatorNotAvailable,
+            ))
+        }
     };
     let mut out = BytesMut::new();
     encode_response(&mut out, header, &response).unwrap();

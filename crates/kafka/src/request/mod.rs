@@ -22,14 +22,15 @@ mod api_versions;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod find_coordinator;
 mod list_offsets;
 mod metadata;
 mod produce;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 
 use crate::api::{version_support, ApiKey, VersionSupport};
@@ -55,6 +56,9 @@ pub enum Request {
     CreateTopics(CreateTopicsRequest),
     /// DeleteTopics v1-6. Up to v5 the names are in `topic_names`; v6 fills `topics`.
     DeleteTopics(DeleteTopicsRequest),
+    /// FindCoordinator v0-6. Up to v3 one `key`; from v4 the keys are in
+    /// `coordinator_keys`.
+    FindCoordinator(FindCoordinatorRequest),
 }
 
 impl Request {
@@ -68,7 +72,8 @@ impl Request {
             | Request::Fetch(_)
             | Request::ListOffsets(_)
             | Request::CreateTopics(_)
-            | Request::DeleteTopics(_) => true,
+            | Request::DeleteTopics(_)
+            | Request::FindCoordinator(_) => true,
         }
     }
 }
@@ -153,6 +158,7 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
             ApiKey::Fetch
             | ApiKey::ListOffsets
             | ApiKey::Metadata
+            | ApiKey::FindCoordinator
             | ApiKey::CreateTopics
             | ApiKey::DeleteTopics => {
                 unreachable!("{api_key} v{api_version} cannot be refused (api::version_support)")
@@ -179,5 +185,8 @@ fn decode_body(
         ApiKey::ListOffsets => Request::ListOffsets(list_offsets::decode(reader, api_version)?),
         ApiKey::CreateTopics => Request::CreateTopics(create_topics::decode(reader, api_version)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(delete_topics::decode(reader, api_version)?),
+        ApiKey::FindCoordinator => {
+            Request::FindCoordinator(find_coordinator::decode(reader, api_version)?)
+        }
     })
 }

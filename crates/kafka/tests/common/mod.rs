@@ -15,8 +15,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
-    TransactionalId,
+    FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ResponseHeader, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use ringlog_batch::BatchBuilder;
@@ -291,6 +291,26 @@ pub fn sample_delete_topics(version: i16) -> DeleteTopicsRequest {
     }
 }
 
+/// A FindCoordinator request: one key up to v3 (a transactional id from v1, where the key
+/// type first appears), a batch of three group ids from v4 (share groups, key type 2, in
+/// v6, the version that added them).
+pub fn sample_find_coordinator(version: i16) -> FindCoordinatorRequest {
+    let request = FindCoordinatorRequest::default();
+    match version {
+        0 => request.with_key(StrBytes::from_static_str("orders-group")),
+        1..=3 => request
+            .with_key(StrBytes::from_static_str("tx-orders"))
+            .with_key_type(1),
+        _ => request
+            .with_key_type(if version >= 6 { 2 } else { 0 })
+            .with_coordinator_keys(vec![
+                StrBytes::from_static_str("group-a"),
+                StrBytes::from_static_str(""),
+                StrBytes::from_static_str("group-c"),
+            ]),
+    }
+}
+
 /// One valid request frame for every served API and version, with what it decodes to.
 pub fn every_served_request() -> Vec<(ApiKey, i16, Bytes, Request)> {
     let mut frames = Vec::new();
@@ -341,6 +361,13 @@ pub fn every_served_request() -> Vec<(ApiKey, i16, Bytes, Request)> {
                     (
                         request_frame(api_key, version, &body),
                         Request::DeleteTopics(body),
+                    )
+                }
+                ApiKey::FindCoordinator => {
+                    let body = sample_find_coordinator(version);
+                    (
+                        request_frame(api_key, version, &body),
+                        Request::FindCoordinator(body),
                     )
                 }
             };
