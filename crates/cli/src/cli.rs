@@ -70,7 +70,8 @@ pub struct ServeArgs {
     /// Address of the HTTP control plane (`/metrics`, `/health`).
     #[arg(long, value_name = "HOST:PORT")]
     pub http_listen: Option<std::net::SocketAddr>,
-    /// Shard threads.
+    /// Shard threads, each pinned to a CPU and owning a share of the partitions (default 1;
+    /// docs/server.md#shards says how to choose).
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
     /// How commits reach the disk: `direct` (O_DIRECT) or `mmap` (tmpfs and file systems

@@ -17,11 +17,15 @@ use ringlog_kafka::messages::{
     BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
-use ringlog_kafka::{ErrorCode, StrBytes};
+use ringlog_kafka::{ErrorCode, Response, StrBytes};
 use ringlog_types::units::MIB;
 use ringlog_wal::PartitionHandle;
 
+use std::collections::BTreeMap;
+use std::time::Instant;
+
 use crate::api::{offset_i64, LEADER_EPOCH, NODE_ID};
+use crate::forward::{AnswerTo, Body, SplitKind};
 use crate::shard::Shard;
 
 /// ListOffsets timestamp for the log start.
@@ -35,13 +39,29 @@ const SCAN_WINDOW_BYTES: usize = MIB as usize;
 const CLUSTER_ID: &str = "ringlog";
 
 impl Shard {
-    pub(crate) fn metadata(&mut self, request: &MetadataRequest) -> MetadataResponse {
-        let advertised = self.config.advertised();
-        let broker = MetadataResponseBroker::default()
-            .with_node_id(BrokerId(NODE_ID))
-            .with_host(StrBytes::from_string(advertised.ip().to_string()))
-            .with_port(i32::from(advertised.port()));
-        let names: Vec<Option<TopicName>> = match &request.topics {
+    /// Serves a Metadata request: creates the missing topics it names first if
+    /// auto-creation is on and the request allows it; with several shards, the answer waits
+    /// until every shard has opened their partitions.
+    pub(crate) fn serve_metadata(
+        &mut self,
+        to: AnswerTo,
+        request: MetadataRequest,
+        started: Instant,
+    ) {
+        let (failures, created) = self.auto_create(&request);
+        if created.is_empty() || self.config.cores == 1 {
+            let response = Response::Metadata(self.metadata(&request, &failures));
+            self.reply_to(to, &response, started);
+            return;
+        }
+        let bodies = created.into_iter().map(|body| (0, body)).collect();
+        let kind = SplitKind::Metadata(request, failures);
+        self.broadcast_admin(to, started, kind, bodies);
+    }
+
+    /// The topics a Metadata request names (`None`: a topic named by id, which is unknown).
+    fn requested_topics(&self, request: &MetadataRequest) -> Vec<Option<TopicName>> {
+        match &request.topics {
             None => self
                 .partitions
                 .topics()
@@ -53,7 +73,61 @@ impl Shard {
                 Vec::new()
             }
             Some(topics) => topics.iter().map(|topic| topic.name.clone()).collect(),
-        };
+        }
+    }
+
+    /// Creates the topics a Metadata request names that do not exist, if auto-creation is on
+    /// and the request allows it. Returns the codes of the creations that failed, and what
+    /// the other shards must be told of those that succeeded.
+    fn auto_create(
+        &mut self,
+        request: &MetadataRequest,
+    ) -> (BTreeMap<String, ErrorCode>, Vec<Body>) {
+        let mut failures = BTreeMap::new();
+        let mut created = Vec::new();
+        if !(self.config.auto_create_topics && request.allow_auto_topic_creation) {
+            return (failures, created);
+        }
+        for name in self.requested_topics(request).into_iter().flatten() {
+            if self.partitions.topic(&name).is_some() {
+                continue;
+            }
+            let count = i64::from(self.config.partitions_default);
+            let outcome = self
+                .partitions
+                .check_create(&name, count)
+                .and_then(|count| {
+                    let topic_id =
+                        self.partitions
+                            .create(&mut self.wal, &self.metrics, &name, count)?;
+                    Ok((count, topic_id))
+                });
+            match outcome {
+                Ok((partitions, topic_id)) => created.push(Body::CreateTopic {
+                    name: name.to_string(),
+                    partitions,
+                    topic_id,
+                }),
+                Err(code) => {
+                    failures.insert(name.to_string(), code);
+                }
+            }
+        }
+        (failures, created)
+    }
+
+    /// The Metadata response; `failures` are the auto-creations that failed.
+    pub(crate) fn metadata(
+        &mut self,
+        request: &MetadataRequest,
+        failures: &BTreeMap<String, ErrorCode>,
+    ) -> MetadataResponse {
+        let advertised = self.config.advertised();
+        let broker = MetadataResponseBroker::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(StrBytes::from_string(advertised.ip().to_string()))
+            .with_port(i32::from(advertised.port()));
+        let names = self.requested_topics(request);
         let mut topics = Vec::with_capacity(names.len());
         for name in names {
             let Some(name) = name else {
@@ -62,8 +136,8 @@ impl Shard {
                 topics.push(topic);
                 continue;
             };
-            let auto_create = self.config.auto_create_topics && request.allow_auto_topic_creation;
-            topics.push(self.metadata_topic(&name, auto_create));
+            let failed = failures.get(name.as_str()).copied();
+            topics.push(self.metadata_topic(&name, failed));
         }
         MetadataResponse::default()
             .with_brokers(vec![broker])
@@ -72,28 +146,21 @@ impl Shard {
             .with_topics(topics)
     }
 
-    fn metadata_topic(&mut self, name: &TopicName, auto_create: bool) -> MetadataResponseTopic {
+    fn metadata_topic(
+        &mut self,
+        name: &TopicName,
+        failed: Option<ErrorCode>,
+    ) -> MetadataResponseTopic {
         let answer = MetadataResponseTopic::default().with_name(Some(name.clone()));
-        if self.partitions.topic(name).is_none() && auto_create {
-            let count = i64::from(self.config.partitions_default);
-            match self.partitions.check_create(name, count) {
-                Ok(count) => {
-                    let created = self
-                        .partitions
-                        .create(&mut self.wal, &self.metrics, name, count);
-                    if let Err(code) = created {
-                        return answer.with_error_code(code.code());
-                    }
-                }
-                Err(code) => return answer.with_error_code(code.code()),
-            }
+        if let Some(code) = failed {
+            return answer.with_error_code(code.code());
         }
         let Some(topic) = self.partitions.topic(name) else {
             self.metrics.error(ErrorCode::UnknownTopicOrPartition);
             return answer.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
         };
         let leader_epoch = i32::try_from(LEADER_EPOCH.0).unwrap_or(i32::MAX);
-        let partitions = (0..topic.partitions.len())
+        let partitions = (0..topic.partition_count())
             .map(|index| {
                 MetadataResponsePartition::default()
                     .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
@@ -196,9 +263,31 @@ impl Shard {
         (-1, -1)
     }
 
-    pub(crate) fn create_topics(&mut self, request: &CreateTopicsRequest) -> CreateTopicsResponse {
+    /// Serves CreateTopics; with several shards, the answer waits until every shard has
+    /// opened its partitions of the new topics.
+    pub(crate) fn serve_create_topics(
+        &mut self,
+        to: AnswerTo,
+        request: &CreateTopicsRequest,
+        started: Instant,
+    ) {
+        let (response, created) = self.create_topics(request);
+        if created.is_empty() || self.config.cores == 1 {
+            self.reply_to(to, &Response::CreateTopics(response), started);
+            return;
+        }
+        self.broadcast_admin(to, started, SplitKind::CreateTopics(response), created);
+    }
+
+    /// Creates the topics here; returns the response and, per created topic, its index in
+    /// the response and what the other shards must be told.
+    fn create_topics(
+        &mut self,
+        request: &CreateTopicsRequest,
+    ) -> (CreateTopicsResponse, Vec<(usize, Body)>) {
         let mut results = Vec::with_capacity(request.topics.len());
-        for topic in &request.topics {
+        let mut created_topics = Vec::new();
+        for (index, topic) in request.topics.iter().enumerate() {
             let count = match topic.num_partitions {
                 -1 => i64::from(self.config.partitions_default),
                 count => i64::from(count),
@@ -216,8 +305,17 @@ impl Shard {
                 if request.validate_only {
                     return Ok(count);
                 }
-                self.partitions
-                    .create(&mut self.wal, &self.metrics, &topic.name, count)?;
+                let topic_id =
+                    self.partitions
+                        .create(&mut self.wal, &self.metrics, &topic.name, count)?;
+                created_topics.push((
+                    index,
+                    Body::CreateTopic {
+                        name: topic.name.to_string(),
+                        partitions: count,
+                        topic_id,
+                    },
+                ));
                 Ok(count)
             });
             match created {
@@ -235,31 +333,109 @@ impl Shard {
             }
             results.push(result);
         }
-        CreateTopicsResponse::default().with_topics(results)
+        (
+            CreateTopicsResponse::default().with_topics(results),
+            created_topics,
+        )
     }
 
-    pub(crate) fn delete_topics(&mut self, request: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+    /// Serves DeleteTopics. Each topic is closed here; with one shard it is then removed
+    /// from the registry at once; with several, every other shard closes its partitions
+    /// first, and the topics are removed once all have answered.
+    pub(crate) fn serve_delete_topics(
+        &mut self,
+        to: AnswerTo,
+        request: &DeleteTopicsRequest,
+        started: Instant,
+    ) {
         let mut names: Vec<TopicName> = request.topic_names.clone();
         names.extend(request.topics.iter().filter_map(|topic| topic.name.clone()));
         let mut results = Vec::with_capacity(names.len());
-        for name in names {
-            self.settle_produces(&name);
-            let data_dir = self.config.data_dir.clone();
-            let deleted = self
-                .partitions
-                .delete(&mut self.wal, &self.metrics, &data_dir, &name);
-            let code = match deleted {
-                Ok(()) => ErrorCode::None,
-                Err(code) => code,
-            };
-            self.metrics.error(code);
+        let mut topic_ids = Vec::with_capacity(names.len());
+        let mut bodies = Vec::new();
+        for (index, name) in names.into_iter().enumerate() {
+            let closed = self.close_topic(&name);
+            let code = closed.as_ref().err().copied().unwrap_or(ErrorCode::None);
+            if closed.is_ok() {
+                bodies.push((
+                    index,
+                    Body::DeleteTopic {
+                        name: name.to_string(),
+                    },
+                ));
+            }
+            topic_ids.push(closed.ok());
             results.push(
                 DeletableTopicResult::default()
                     .with_name(Some(name))
                     .with_error_code(code.code()),
             );
         }
-        DeleteTopicsResponse::default().with_responses(results)
+        let response = DeleteTopicsResponse::default().with_responses(results);
+        let kind = SplitKind::DeleteTopics(response, topic_ids);
+        if self.config.cores == 1 {
+            self.broadcast_admin(to, started, kind, Vec::new());
+        } else {
+            self.broadcast_admin(to, started, kind, bodies);
+        }
+    }
+
+    /// Settles this shard's produces of a topic and closes its partitions here; returns
+    /// the topic id.
+    fn close_topic(&mut self, name: &str) -> std::result::Result<String, ErrorCode> {
+        self.settle_produces(name);
+        let data_dir = self.config.data_dir.clone();
+        self.partitions
+            .close_topic(&mut self.wal, &self.metrics, &data_dir, name)
+    }
+
+    /// A DeleteTopic from another shard: the outcome of closing the topic here.
+    pub(crate) fn close_topic_here(&mut self, name: &str) -> ErrorCode {
+        self.close_topic(name).err().unwrap_or(ErrorCode::None)
+    }
+
+    /// Once every shard has closed the topics: removes from the registry each topic closed
+    /// everywhere (the commit point) and fills in the final error codes.
+    pub(crate) fn forget_deleted(
+        &mut self,
+        mut response: DeleteTopicsResponse,
+        topic_ids: &[Option<String>],
+    ) -> DeleteTopicsResponse {
+        let data_dir = self.config.data_dir.clone();
+        for (result, topic_id) in response.responses.iter_mut().zip(topic_ids) {
+            let Some(topic_id) = topic_id else { continue };
+            let Some(name) = result.name.clone() else {
+                continue;
+            };
+            let code = if result.error_code == ErrorCode::None.code() {
+                match self.partitions.forget(&data_dir, &name, topic_id) {
+                    Ok(()) => ErrorCode::None,
+                    Err(code) => code,
+                }
+            } else {
+                tracing::error!(topic = %name.as_str(), "a shard could not close the topic; a restart finishes the deletion");
+                ErrorCode::KafkaStorageError
+            };
+            result.error_code = code.code();
+        }
+        for result in &response.responses {
+            if let Some(code) = ErrorCode::from_code(result.error_code) {
+                self.metrics.error(code);
+            }
+        }
+        response
+    }
+
+    /// Encodes `response` into the client's slot (`to` is always a client here).
+    fn reply_to(&mut self, to: AnswerTo, response: &Response, started: Instant) {
+        if let AnswerTo::Client {
+            connection,
+            sequence,
+            header,
+        } = to
+        {
+            self.reply(connection, sequence, &header, response, started);
+        }
     }
 }
 
@@ -269,7 +445,12 @@ impl Shard {
     /// Blocks on the ring: an admin path.
     fn settle_produces(&mut self, name: &str) {
         let handles: Vec<PartitionHandle> = match self.partitions.topic(name) {
-            Some(topic) => topic.partitions.iter().map(|state| state.handle).collect(),
+            Some(topic) => topic
+                .partitions
+                .iter()
+                .flatten()
+                .map(|state| state.handle)
+                .collect(),
             None => return,
         };
         for handle in handles {

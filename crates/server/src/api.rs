@@ -19,6 +19,7 @@ use ringlog_types::{Epoch, Offset};
 use ringlog_wal::PartitionHandle;
 
 use crate::connection::ConnRef;
+use crate::forward::{AnswerTo, Body};
 use crate::shard::Shard;
 
 /// The epoch stamped into batches on this single node (no leader changes yet).
@@ -26,11 +27,9 @@ pub(crate) const LEADER_EPOCH: Epoch = Epoch(0);
 /// This node's broker id in Metadata responses.
 pub(crate) const NODE_ID: i32 = 0;
 
-/// A Produce waiting for its batches to become durable.
+/// A Produce (or a part of one) waiting for its batches to become durable.
 pub(crate) struct PendingProduce {
-    connection: ConnRef,
-    sequence: u64,
-    header: RequestHeader,
+    to: AnswerTo,
     response: ProduceResponse,
     waits: Vec<DurableWait>,
     started: Instant,
@@ -44,11 +43,9 @@ struct DurableWait {
     partition_index: usize,
 }
 
-/// A Fetch waiting for data (long poll).
+/// A Fetch (or a part of one) waiting for data (long poll).
 pub(crate) struct ParkedFetch {
-    pub connection: ConnRef,
-    pub sequence: u64,
-    pub header: RequestHeader,
+    pub to: AnswerTo,
     pub request: ringlog_kafka::messages::FetchRequest,
     pub deadline: Instant,
     pub started: Instant,
@@ -75,20 +72,37 @@ impl Shard {
             Request::ApiVersions(_) => {
                 Response::ApiVersions(api_versions_response(ErrorCode::None))
             }
-            Request::Metadata(request) => Response::Metadata(self.metadata(&request)),
+            Request::Metadata(request) => {
+                let to = client(target, sequence, header);
+                self.serve_metadata(to, request, started);
+                return;
+            }
             Request::Produce(request) => {
-                self.produce(target, sequence, header, &request, started);
+                let to = client(target, sequence, header);
+                self.route_produce(to, request, started);
                 return;
             }
             Request::Fetch(request) => {
-                self.fetch(target, sequence, header, request, started);
+                let to = client(target, sequence, header);
+                self.route_fetch(to, request, started);
                 return;
             }
             Request::ListOffsets(request) => {
-                Response::ListOffsets(self.list_offsets(&request, header.api_version))
+                let version = header.api_version;
+                let to = client(target, sequence, header);
+                self.route_list_offsets(to, request, version, started);
+                return;
             }
-            Request::CreateTopics(request) => Response::CreateTopics(self.create_topics(&request)),
-            Request::DeleteTopics(request) => Response::DeleteTopics(self.delete_topics(&request)),
+            Request::CreateTopics(request) => {
+                let to = client(target, sequence, header);
+                self.serve_create_topics(to, &request, started);
+                return;
+            }
+            Request::DeleteTopics(request) => {
+                let to = client(target, sequence, header);
+                self.serve_delete_topics(to, &request, started);
+                return;
+            }
             // No consumer groups or transactions yet: no coordinator to point at.
             Request::FindCoordinator(request) => {
                 Response::FindCoordinator(find_coordinator_error_response(
@@ -120,14 +134,9 @@ impl Shard {
         self.respond(target, sequence, vec![out.freeze()]);
     }
 
-    fn produce(
-        &mut self,
-        target: ConnRef,
-        sequence: u64,
-        header: RequestHeader,
-        request: &ProduceRequest,
-        started: Instant,
-    ) {
+    /// Appends a Produce (or a part of one) whose partitions this shard serves, and parks
+    /// it until they are durable (acks=0: nothing is answered).
+    pub(crate) fn produce(&mut self, to: AnswerTo, request: &ProduceRequest, started: Instant) {
         let mut response = ProduceResponse::default();
         let mut waits = Vec::new();
         for (topic_index, topic) in request.topic_data.iter().enumerate() {
@@ -165,14 +174,14 @@ impl Shard {
             );
         }
         if request.acks == 0 {
-            self.metrics
-                .request_done(ApiKey::Produce, started.elapsed());
+            if let AnswerTo::Client { .. } = to {
+                self.metrics
+                    .request_done(ApiKey::Produce, started.elapsed());
+            }
             return;
         }
         self.produces.push(PendingProduce {
-            connection: target,
-            sequence,
-            header,
+            to,
             response,
             waits,
             started,
@@ -276,15 +285,31 @@ impl Shard {
             }
             let latency = pending.started.elapsed();
             self.metrics.produce_durable_latency.observe(latency);
-            let response = Response::Produce(pending.response);
-            self.reply(
-                pending.connection,
-                pending.sequence,
-                &pending.header,
-                &response,
-                pending.started,
-            );
+            match pending.to {
+                AnswerTo::Client {
+                    connection,
+                    sequence,
+                    header,
+                } => {
+                    let response = Response::Produce(pending.response);
+                    self.reply(connection, sequence, &header, &response, pending.started);
+                }
+                AnswerTo::Part {
+                    origin,
+                    split,
+                    part,
+                } => self.answer_part(origin, split, part, Body::Produced(pending.response)),
+            }
         }
+    }
+}
+
+/// The answer slot of a request of this shard's connection `target`.
+fn client(target: ConnRef, sequence: u64, header: RequestHeader) -> AnswerTo {
+    AnswerTo::Client {
+        connection: target,
+        sequence,
+        header,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Node configuration: a TOML file (every key optional), then command-line overrides.
 //!
-//! Invariants (checked by [`Config::validate`]): `cores >= 1`; `partitions_default >= 1`;
+//! Invariants (checked by [`Config::validate`]): `1 <= cores <= CORES_MAX`; `partitions_default >= 1`;
 //! `request_size_bytes_max` is at least Kafka's smallest request header; `batch_size_bytes_max`
 //! is below `request_size_bytes_max`. The WAL checks its own size relations when a shard
 //! starts (`WalConfig::validate`). Every key is documented in `docs/server.md#configuration`.
@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 
 /// Default client (Kafka protocol) address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:9092";
+/// Most shard threads a node runs (queues between shards grow with the square).
+pub const CORES_MAX: usize = 256;
 /// Default control-plane (HTTP) address.
 pub const HTTP_LISTEN_DEFAULT: &str = "127.0.0.1:9644";
 
@@ -33,7 +35,8 @@ pub struct Config {
     pub advertised_listen: Option<SocketAddr>,
     /// Address of the HTTP control plane (`/metrics`, `/health`).
     pub http_listen: SocketAddr,
-    /// Shard threads. Only 1 is supported by this version (see docs/server.md#shards).
+    /// Shard threads, each pinned to a CPU, each owning a share of the partitions (see
+    /// docs/server.md#shards).
     pub cores: usize,
     /// How committed bytes reach the disk: `direct` (O_DIRECT) or `mmap`.
     pub write_path: String,
@@ -140,9 +143,9 @@ impl Config {
     /// Checks the invariants listed in the module documentation.
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Err(Error::ConfigInvalid { reason });
-        if self.cores != 1 {
+        if self.cores == 0 || self.cores > CORES_MAX {
             return invalid(format!(
-                "cores={}: this version runs one shard; cross-shard forwarding is not built yet",
+                "cores={} must be between 1 and {CORES_MAX}",
                 self.cores
             ));
         }

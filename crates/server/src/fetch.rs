@@ -10,18 +10,15 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ringlog_kafka::messages::FetchRequest;
-use ringlog_kafka::{
-    encode_fetch_response, ErrorCode, FetchPartitionResponse, FetchResponse, FetchTopicResponse,
-    RequestHeader,
-};
+use ringlog_kafka::{ErrorCode, FetchPartitionResponse, FetchResponse, FetchTopicResponse};
 use ringlog_types::Offset;
 use ringlog_uring::{AlignedBuf, AppendBuf};
 use ringlog_wal::ReadPart;
 
 use crate::api::{offset_i64, wal_error_code, ParkedFetch};
-use crate::connection::ConnRef;
+use crate::forward::{AnswerTo, Body};
 use crate::shard::Shard;
 
 /// Tail bytes shared with the log.
@@ -50,22 +47,25 @@ fn part_bytes(part: ReadPart) -> Bytes {
 }
 
 impl Shard {
+    /// How long a Fetch may wait: its `max_wait_ms`, capped by `fetch_wait_ms_max`.
+    pub(crate) fn fetch_wait(&self, request: &FetchRequest) -> Duration {
+        let wait_ms = u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0);
+        Duration::from_millis(wait_ms).min(self.config.fetch_wait_max())
+    }
+
+    /// Serves a Fetch (or a part of one) whose partitions this shard serves: at once, or
+    /// parked until data arrives or `deadline`.
     pub(crate) fn fetch(
         &mut self,
-        target: ConnRef,
-        sequence: u64,
-        header: RequestHeader,
+        to: AnswerTo,
         request: FetchRequest,
+        deadline: Instant,
         started: Instant,
     ) {
-        let wait_ms = u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0);
-        let wait = Duration::from_millis(wait_ms).min(self.config.fetch_wait_max());
         let parked = ParkedFetch {
-            connection: target,
-            sequence,
-            header,
+            to,
             request,
-            deadline: started + wait,
+            deadline,
             started,
         };
         if let Some(parked) = self.try_fetch(parked, started) {
@@ -99,18 +99,17 @@ impl Shard {
         if size_bytes < min_bytes.max(1) && !expired && !has_error {
             return Some(fetch);
         }
-        let mut scratch = BytesMut::new();
-        let mut parts = Vec::new();
-        match encode_fetch_response(&fetch.header, &response, &mut scratch, &mut parts) {
-            Ok(_) => {
-                self.metrics
-                    .request_done(fetch.header.api_key, fetch.started.elapsed());
-                self.respond(fetch.connection, fetch.sequence, parts);
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot encode a fetch response");
-                self.close(fetch.connection, "fetch response could not be encoded");
-            }
+        match fetch.to {
+            AnswerTo::Client {
+                connection,
+                sequence,
+                header,
+            } => self.respond_fetch(connection, sequence, &header, &response, fetch.started),
+            AnswerTo::Part {
+                origin,
+                split,
+                part,
+            } => self.answer_part(origin, split, part, Body::Fetched(response)),
         }
         None
     }

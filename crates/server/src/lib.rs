@@ -31,11 +31,13 @@ pub mod config;
 mod connection;
 mod error;
 mod fetch;
+mod forward;
 mod http;
 pub mod metrics;
 mod node;
 mod partitions;
 mod shard;
+mod split;
 pub mod topics;
 mod trash;
 

@@ -1,14 +1,17 @@
 //! A node: the shard threads and the control-plane thread, started and stopped together.
 //!
 //! Start order: listeners are bound on the calling thread (so a busy port fails the start
-//! with its address), then each shard thread creates its own log and ring (a ring belongs to
-//! the thread that submits to it) and reports back, then the control plane starts. Stop:
+//! with its address), the topic registry is loaded (and interrupted deletions finished) once,
+//! then each shard thread creates its own log and ring (a ring belongs to the thread that
+//! submits to it), opens the partitions it owns, pins itself to a CPU and reports its ring's
+//! descriptor; once all have, every shard gets every ring's descriptor (the targets of its
+//! wake-ups) and starts serving; then the control plane starts. Stop:
 //! SIGTERM/SIGINT (caught on the control-plane thread) or [`Node::stop`] raise the stop
 //! flag; each shard sees it within one loop wake-up, stops accepting, answers what it can,
 //! waits for commits in flight and closes its log.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -17,7 +20,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::forward::Mesh;
 use crate::metrics::Metrics;
+use crate::partitions::{load_registry, SharedRegistry};
 use crate::shard::Shard;
 
 /// Backlog of each listening socket.
@@ -62,19 +67,38 @@ impl Node {
         for _ in 1..config.cores {
             listeners.push(OwnedFd::from(bind_reuseport(listen)?));
         }
-        let mut shards = Vec::new();
+        let registry = load_registry(&config)?;
+        let mesh = Arc::new(Mesh::new(config.cores));
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let mut starting = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
-            let handle = spawn_shard(index, listener, &config, &stop, &metrics);
-            match handle {
-                Ok(handle) => shards.push(handle),
+            let shared = Shared {
+                config: config.clone(),
+                stop: stop.clone(),
+                metrics: metrics.clone(),
+                registry: registry.clone(),
+                mesh: mesh.clone(),
+                cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
+            };
+            match spawn_shard(index, listener, shared) {
+                Ok(shard) => starting.push(shard),
                 Err(error) => {
+                    // Dropping the senders tells the shards already open to close again.
                     stop.store(true, Ordering::Relaxed);
-                    for shard in shards {
-                        let _ = shard.join();
+                    let handles: Vec<_> = starting.into_iter().map(|s| s.handle).collect();
+                    for handle in handles {
+                        let _ = handle.join();
                     }
                     return Err(error);
                 }
             }
+        }
+        let ring_fds: Vec<RawFd> = starting.iter().map(|shard| shard.ring_fd).collect();
+        let mut shards = Vec::new();
+        for shard in starting {
+            // A shard that ended meanwhile reports its error through its handle.
+            let _ = shard.go.send(ring_fds.clone());
+            shards.push(shard.handle);
         }
         let control = spawn_control(http, stop.clone(), metrics.clone())?;
         tracing::info!(%listen, %http_listen, cores = config.cores, "ringlog node serving");
@@ -182,15 +206,27 @@ fn local_address(socket: &Socket, configured: SocketAddr) -> Result<SocketAddr> 
     })
 }
 
-fn spawn_shard(
-    index: usize,
-    listener: OwnedFd,
-    config: &Arc<Config>,
-    stop: &Arc<AtomicBool>,
-    metrics: &Arc<Metrics>,
-) -> Result<JoinHandle<Result<()>>> {
-    let (ready_sender, ready_receiver) = mpsc::sync_channel::<Result<()>>(1);
-    let (config, stop, metrics) = (config.clone(), stop.clone(), metrics.clone());
+/// What every shard thread shares.
+struct Shared {
+    config: Arc<Config>,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    registry: SharedRegistry,
+    mesh: Arc<Mesh>,
+    /// The CPU to pin the shard to (none if the process may not know its CPUs).
+    cpu: Option<core_affinity::CoreId>,
+}
+
+/// A shard thread that has opened its log and waits for the other rings' descriptors.
+struct Starting {
+    handle: JoinHandle<Result<()>>,
+    ring_fd: RawFd,
+    go: mpsc::SyncSender<Vec<RawFd>>,
+}
+
+fn spawn_shard(index: usize, listener: OwnedFd, shared: Shared) -> Result<Starting> {
+    let (ready_sender, ready_receiver) = mpsc::sync_channel::<Result<RawFd>>(1);
+    let (go_sender, go_receiver) = mpsc::sync_channel::<Vec<RawFd>>(1);
     let name = format!("shard-{index}");
     let thread_error = |detail: String| Error::Thread {
         name: format!("shard-{index}"),
@@ -199,10 +235,18 @@ fn spawn_shard(
     let handle = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            let shard = Shard::open(index, listener, config, stop, metrics);
-            let mut shard = match shard {
-                Ok(shard) => {
-                    let _ = ready_sender.send(Ok(()));
+            let Shared {
+                config,
+                stop,
+                metrics,
+                registry,
+                mesh,
+                cpu,
+            } = shared;
+            let opened = Shard::open(index, listener, config, stop, metrics, (registry, mesh));
+            let mut shard = match opened {
+                Ok(mut shard) => {
+                    let _ = ready_sender.send(Ok(shard.ring_fd()));
                     shard
                 }
                 Err(error) => {
@@ -210,16 +254,43 @@ fn spawn_shard(
                     return Ok(());
                 }
             };
+            // After the log is open: its housekeeper thread keeps the default affinity.
+            pin(index, cpu);
+            let Ok(ring_fds) = go_receiver.recv() else {
+                return Ok(());
+            };
+            shard.connect(ring_fds);
             shard.run()
         })
         .map_err(|error| thread_error(error.to_string()))?;
     match ready_receiver.recv() {
-        Ok(Ok(())) => Ok(handle),
+        Ok(Ok(ring_fd)) => Ok(Starting {
+            handle,
+            ring_fd,
+            go: go_sender,
+        }),
         Ok(Err(error)) => {
             let _ = handle.join();
             Err(error)
         }
         Err(_) => Err(thread_error("ended before it was ready".to_string())),
+    }
+}
+
+/// Pins the calling shard thread to `cpu`; a failure is logged and the shard runs unpinned.
+fn pin(index: usize, cpu: Option<core_affinity::CoreId>) {
+    match cpu {
+        Some(cpu) if core_affinity::set_for_current(cpu) => {
+            tracing::debug!(shard = index, cpu = cpu.id, "shard pinned");
+        }
+        Some(cpu) => {
+            tracing::warn!(
+                shard = index,
+                cpu = cpu.id,
+                "cannot pin the shard; running unpinned"
+            );
+        }
+        None => tracing::warn!(shard = index, "CPUs unknown; the shard runs unpinned"),
     }
 }
 

@@ -1,14 +1,18 @@
-//! The topics and partitions a shard serves: the durable registry (`crate::topics`) joined
-//! with the open partition logs and their metric gauges.
+//! The topics and partitions a shard serves: the node's durable registry (`crate::topics`,
+//! shared by every shard behind a mutex) joined with this shard's open partition logs and
+//! their metric gauges.
 //!
-//! Invariants: every topic of the registry has all its partitions open (opening happens at
-//! start and at creation; a failure to open fails the start, or the creation); partition `p`
-//! of topic `t` is the WAL partition `<t>-<p>`.
+//! Invariants: every topic of a shard's view is in the registry, or is being deleted; a
+//! shard has open exactly the partitions of its view that it owns (`crate::split::owner`),
+//! and no other; partition `p` of topic `t` is the WAL partition `<t>-<p>`. The registry is
+//! changed only under its mutex, by the shard that serves the CreateTopics, DeleteTopics or
+//! auto-creating Metadata request; the other shards learn of the change through the
+//! forwarding queues (`crate::forward`) before that request is answered.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ringlog_kafka::ErrorCode;
 use ringlog_wal::{PartitionHandle, Wal};
@@ -16,8 +20,12 @@ use ringlog_wal::{PartitionHandle, Wal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, PartitionGauges};
+use crate::split::owner;
 use crate::topics::{parse_topic_id, partition_name, valid_name, Registry, PARTITIONS_MAX};
 use crate::trash;
+
+/// The node's topic registry, shared by its shards.
+pub(crate) type SharedRegistry = Arc<Mutex<Registry>>;
 
 /// An open partition.
 pub(crate) struct PartitionState {
@@ -25,39 +33,93 @@ pub(crate) struct PartitionState {
     pub gauges: Arc<PartitionGauges>,
 }
 
-/// A topic with its open partitions.
+/// A topic with the partitions this shard owns (`None` for the other shards' partitions).
 pub(crate) struct TopicState {
     pub topic_id: uuid::Uuid,
-    pub partitions: Vec<PartitionState>,
+    pub partitions: Vec<Option<PartitionState>>,
 }
 
-/// Every topic of the node.
+impl TopicState {
+    /// The topic's partition count (on every shard).
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+}
+
+/// Every topic of the node, as one shard sees it.
 pub(crate) struct Partitions {
-    registry: Registry,
+    registry: SharedRegistry,
     topics: BTreeMap<String, TopicState>,
+    shard: usize,
+    cores: usize,
+}
+
+/// Loads the registry and finishes the deletions a crash interrupted; once per node, before
+/// any shard opens a partition.
+pub(crate) fn load_registry(config: &Config) -> Result<SharedRegistry> {
+    let mut registry = Registry::load(&config.data_dir)?;
+    finish_deletions(&config.data_dir, &mut registry)?;
+    Ok(Arc::new(Mutex::new(registry)))
+}
+
+/// Locks the registry. A shard that panicked while holding it left it as it was stored or
+/// about to be stored (every change is stored before the map changes for good), so the
+/// poison is ignored.
+fn lock(registry: &SharedRegistry) -> MutexGuard<'_, Registry> {
+    registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Partitions {
-    /// Loads the registry and opens every partition it lists (recovering each log).
-    pub fn open(config: &Config, wal: &mut Wal, metrics: &Metrics) -> Result<Partitions> {
-        let mut registry = Registry::load(&config.data_dir)?;
-        finish_deletions(&config.data_dir, &mut registry)?;
-        let mut topics = BTreeMap::new();
-        for (name, entry) in registry.iter() {
-            let mut partitions = Vec::new();
-            for partition in 0..entry.partitions {
-                partitions.push(open_partition(wal, metrics, name, partition)?);
-            }
-            let topic_id = parse_topic_id(&entry.topic_id);
-            topics.insert(
-                name.clone(),
+    /// Opens the partitions of every registered topic that `shard` owns (recovering each log).
+    pub fn open(
+        registry: SharedRegistry,
+        shard: usize,
+        cores: usize,
+        wal: &mut Wal,
+        metrics: &Metrics,
+    ) -> Result<Partitions> {
+        let entries: Vec<(String, u32, String)> = lock(&registry)
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.partitions, entry.topic_id.clone()))
+            .collect();
+        let mut partitions = Partitions {
+            registry,
+            topics: BTreeMap::new(),
+            shard,
+            cores,
+        };
+        for (name, count, topic_id) in entries {
+            let opened = partitions.open_owned(wal, metrics, &name, count)?;
+            partitions.topics.insert(
+                name,
                 TopicState {
-                    topic_id,
-                    partitions,
+                    topic_id: parse_topic_id(&topic_id),
+                    partitions: opened,
                 },
             );
         }
-        Ok(Partitions { registry, topics })
+        Ok(partitions)
+    }
+
+    /// Opens the partitions of a topic of `count` partitions that this shard owns.
+    fn open_owned(
+        &self,
+        wal: &mut Wal,
+        metrics: &Metrics,
+        name: &str,
+        count: u32,
+    ) -> Result<Vec<Option<PartitionState>>> {
+        let mut opened = Vec::new();
+        for partition in 0..count {
+            if owner(name, partition, self.cores) == self.shard {
+                opened.push(Some(open_partition(wal, metrics, name, partition)?));
+            } else {
+                opened.push(None);
+            }
+        }
+        Ok(opened)
     }
 
     /// The topic `name`.
@@ -70,82 +132,98 @@ impl Partitions {
         self.topics.iter()
     }
 
-    /// Partition `partition` of topic `name`.
+    /// Partition `partition` of topic `name`, if this shard owns it.
     pub fn get(&self, name: &str, partition: i32) -> Option<&PartitionState> {
         let index = usize::try_from(partition).ok()?;
-        self.topics.get(name)?.partitions.get(index)
+        self.topics.get(name)?.partitions.get(index)?.as_ref()
+    }
+
+    /// The shard that serves partition `partition` of `name`: its owner, or this shard for
+    /// an unknown topic or partition (which then answers the error).
+    pub fn serving_shard(&self, name: &str, partition: i32) -> usize {
+        let known = self.topics.get(name).and_then(|topic| {
+            let index = u32::try_from(partition).ok()?;
+            (usize::try_from(index).ok()? < topic.partition_count()).then_some(index)
+        });
+        known.map_or(self.shard, |index| owner(name, index, self.cores))
     }
 
     /// Checks a creation request: the error code Kafka would answer, if any.
     pub fn check_create(&self, name: &str, partitions: i64) -> std::result::Result<u32, ErrorCode> {
-        if !valid_name(name) {
-            return Err(ErrorCode::InvalidTopicException);
-        }
-        // A topic whose deletion failed half way is out of `topics` but still registered:
-        // its name stays taken until a restart finishes the deletion.
-        if self.topics.contains_key(name) || self.registry.get(name).is_some() {
-            return Err(ErrorCode::TopicAlreadyExists);
-        }
-        match u32::try_from(partitions) {
-            Ok(count) if (1..=PARTITIONS_MAX).contains(&count) => Ok(count),
-            _ => Err(ErrorCode::InvalidPartitions),
-        }
+        check_create(&lock(&self.registry), &self.topics, name, partitions)
     }
 
-    /// Creates a topic: stores it in the registry, then opens its partitions.
+    /// Creates a topic: stores it in the registry (checked again under its lock, so two
+    /// shards never both create one name), then opens this shard's partitions of it.
+    /// Returns the topic id the other shards need to open theirs.
     pub fn create(
         &mut self,
         wal: &mut Wal,
         metrics: &Metrics,
         name: &str,
         partitions: u32,
-    ) -> std::result::Result<(), ErrorCode> {
-        let entry = self.registry.insert(name, partitions).map_err(|error| {
-            tracing::error!(topic = name, %error, "cannot store the new topic");
-            ErrorCode::KafkaStorageError
-        })?;
-        let mut opened = Vec::new();
-        for partition in 0..partitions {
-            match open_partition(wal, metrics, name, partition) {
-                Ok(state) => opened.push(state),
-                Err(error) => {
-                    tracing::error!(topic = name, partition, %error, "cannot open partition");
-                    return Err(ErrorCode::KafkaStorageError);
-                }
-            }
-        }
-        let topic_id = parse_topic_id(&entry.topic_id);
+    ) -> std::result::Result<String, ErrorCode> {
+        let entry = {
+            let mut registry = lock(&self.registry);
+            let count = i64::from(partitions);
+            check_create(&registry, &self.topics, name, count)?;
+            registry.insert(name, partitions).map_err(|error| {
+                tracing::error!(topic = name, %error, "cannot store the new topic");
+                ErrorCode::KafkaStorageError
+            })?
+        };
+        self.open_created(wal, metrics, name, partitions, &entry.topic_id)?;
         tracing::info!(topic = name, partitions, "topic created");
+        Ok(entry.topic_id)
+    }
+
+    /// Opens this shard's partitions of a topic another shard created (already registered).
+    pub fn open_created(
+        &mut self,
+        wal: &mut Wal,
+        metrics: &Metrics,
+        name: &str,
+        partitions: u32,
+        topic_id: &str,
+    ) -> std::result::Result<(), ErrorCode> {
+        let opened = self
+            .open_owned(wal, metrics, name, partitions)
+            .map_err(|error| {
+                tracing::error!(topic = name, %error, "cannot open the partitions of a topic");
+                ErrorCode::KafkaStorageError
+            })?;
         self.topics.insert(
             name.to_string(),
             TopicState {
-                topic_id,
+                topic_id: parse_topic_id(topic_id),
                 partitions: opened,
             },
         );
         Ok(())
     }
 
-    /// Deletes a topic: closes its partitions (each flushed first), moves their directories
-    /// into the trash durably, removes the topic from the registry (the commit point), then
-    /// empties the trash (`crate::trash` explains why this order survives a crash).
-    pub fn delete(
+    /// First step of a deletion, on every shard: takes the topic out of this shard's view,
+    /// closes its partitions here (each flushed first) and moves their directories into the
+    /// trash durably (`crate::trash` explains why this order survives a crash). Returns the
+    /// topic id.
+    pub fn close_topic(
         &mut self,
         wal: &mut Wal,
         metrics: &Metrics,
         data_dir: &Path,
         name: &str,
-    ) -> std::result::Result<(), ErrorCode> {
-        let Some(topic) = self.topics.remove(name) else {
+    ) -> std::result::Result<String, ErrorCode> {
+        if !self.topics.contains_key(name) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        let Some(entry) = lock(&self.registry).get(name).cloned() else {
+            // Being deleted by another shard's request, which closes ours as well.
             return Err(ErrorCode::UnknownTopicOrPartition);
         };
-        let entry = self
-            .registry
-            .get(name)
-            .cloned()
-            .expect("every open topic is in the registry");
+        let topic = self.topics.remove(name).expect("checked above");
         let mut names = Vec::with_capacity(topic.partitions.len());
         for (partition, state) in (0u32..).zip(&topic.partitions) {
+            let Some(state) = state else { continue };
             let partition_name = partition_name(name, partition);
             if let Err(error) = wal.close_partition(state.handle) {
                 tracing::error!(topic = name, partition, %error, "cannot close a partition");
@@ -156,18 +234,26 @@ impl Partitions {
         }
         // From here on the topic is out of service; a failure below leaves its directories
         // in place or in the trash, and the next start finishes the deletion.
-        let stored = trash::move_partitions(data_dir, &entry.topic_id, &names)
-            .map_err(|error| error.to_string())
-            .and_then(|()| {
-                self.registry
-                    .remove(name)
-                    .map_err(|error| error.to_string())
-            });
-        if let Err(error) = stored {
+        if let Err(error) = trash::move_partitions(data_dir, &entry.topic_id, &names) {
             tracing::error!(topic = name, %error, "cannot delete the topic; a restart finishes it");
             return Err(ErrorCode::KafkaStorageError);
         }
-        if let Err(error) = trash::remove(data_dir, &entry.topic_id) {
+        Ok(entry.topic_id)
+    }
+
+    /// Last step of a deletion, once every shard closed its partitions: removes the topic
+    /// from the registry (the commit point), then empties the trash.
+    pub fn forget(
+        &mut self,
+        data_dir: &Path,
+        name: &str,
+        topic_id: &str,
+    ) -> std::result::Result<(), ErrorCode> {
+        if let Err(error) = lock(&self.registry).remove(name) {
+            tracing::error!(topic = name, %error, "cannot delete the topic; a restart finishes it");
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        if let Err(error) = trash::remove(data_dir, topic_id) {
             tracing::warn!(topic = name, %error, "cannot empty the trash; a restart retries");
         }
         tracing::info!(topic = name, "topic deleted");
@@ -179,12 +265,33 @@ impl Partitions {
         let Some(state) = self
             .topics
             .values()
-            .flat_map(|topic| topic.partitions.iter())
+            .flat_map(|topic| topic.partitions.iter().flatten())
             .find(|state| state.handle == handle)
         else {
             return;
         };
         publish_ends(wal, state);
+    }
+}
+
+/// Kafka's answer to a creation request, if it is refused.
+fn check_create(
+    registry: &Registry,
+    topics: &BTreeMap<String, TopicState>,
+    name: &str,
+    partitions: i64,
+) -> std::result::Result<u32, ErrorCode> {
+    if !valid_name(name) {
+        return Err(ErrorCode::InvalidTopicException);
+    }
+    // A topic whose deletion failed half way is out of `topics` but still registered:
+    // its name stays taken until a restart finishes the deletion.
+    if topics.contains_key(name) || registry.get(name).is_some() {
+        return Err(ErrorCode::TopicAlreadyExists);
+    }
+    match u32::try_from(partitions) {
+        Ok(count) if (1..=PARTITIONS_MAX).contains(&count) => Ok(count),
+        _ => Err(ErrorCode::InvalidPartitions),
     }
 }
 

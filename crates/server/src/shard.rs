@@ -2,10 +2,13 @@
 //! partitions and the connections accepted on its `SO_REUSEPORT` listener.
 //!
 //! The loop: wait on the ring (at most [`LOOP_WAKE_MAX`], so the stop flag and the
-//! housekeeper's reports are seen) -> let the log reap its completions -> handle socket
-//! completions (accepts, receives, sends) -> answer the Produce requests whose batches became
-//! durable and the long-polling Fetches that have enough data or reached their deadline ->
-//! start the next commit cycle. Socket ops use tags at or above `EXTERNAL_TAG_MIN`.
+//! housekeeper's reports are seen; another shard's `MSG_RING` wake-up ends the wait) -> let
+//! the log reap its completions -> handle socket completions (accepts, receives, sends) ->
+//! handle the work and answers other shards queued (`crate::forward`) -> answer the Produce
+//! requests whose batches became durable and the long-polling Fetches that have enough data
+//! or reached their deadline -> start the next commit cycle -> queue this turn's messages for
+//! other shards and wake them. Socket ops and wake-ups use tags at or above
+//! `EXTERNAL_TAG_MIN`.
 //!
 //! Invariants: a Produce with acks 1 or -1 is answered only after the durable end of every
 //! partition it appended to covers its batches (or the partition is fenced: then that
@@ -15,7 +18,7 @@
 //! registry) and reads of cold segment data, which wait on this shard's own ring.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,26 +26,31 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringlog_kafka::frame::{frame_length, SIZE_PREFIX_SIZE_BYTES};
 use ringlog_kafka::{decode_request, encode_refusal, Decoded};
-use ringlog_uring::{Completion, OpBuf};
+use ringlog_uring::{Completion, OpBuf, OptionalOpcode};
 use ringlog_wal::{Wal, EXTERNAL_TAG_MIN};
 
 use crate::api::{ParkedFetch, PendingProduce};
 use crate::config::Config;
 use crate::connection::{ConnRef, Connection};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::forward::{Forwarding, Mesh};
 use crate::metrics::Metrics;
-use crate::partitions::Partitions;
+use crate::partitions::{Partitions, SharedRegistry};
 
 /// Longest the loop sleeps without looking at the stop flag.
 const LOOP_WAKE_MAX: Duration = Duration::from_millis(50);
 /// How long a stopping shard waits for commits and sends in flight.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How soon the loop retries messages that found their queue full.
+const BACKLOG_RETRY: Duration = Duration::from_micros(200);
 
 /// Kinds of socket op, in bits 56..62 of a tag.
 const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_CANCEL: u64 = 4;
+/// A wake-up (`msg_ring`) this shard sent to another; the index is the target shard.
+const KIND_WAKE: u64 = 5;
 const KIND_SHIFT: u32 = 56;
 const GENERATION_SHIFT: u32 = 24;
 const INDEX_MASK: u64 = (1 << GENERATION_SHIFT) - 1;
@@ -56,6 +64,17 @@ fn socket_tag(kind: u64, connection: ConnRef) -> u64 {
         | (kind << KIND_SHIFT)
         | (u64::from(connection.generation) << GENERATION_SHIFT)
         | index
+}
+
+/// The tag of a wake-up sent to shard `target`.
+pub(crate) fn wake_tag(target: usize) -> u64 {
+    socket_tag(
+        KIND_WAKE,
+        ConnRef {
+            index: target,
+            generation: 0,
+        },
+    )
 }
 
 fn untag(tag: u64) -> (u64, ConnRef) {
@@ -82,21 +101,36 @@ pub(crate) struct Shard {
     pub produces: Vec<PendingProduce>,
     pub fetches: Vec<ParkedFetch>,
     completions: Vec<Completion>,
+    pub forwarding: Forwarding,
 }
 
 impl Shard {
-    /// Opens the shard's log and every partition of the registry (this node has one shard,
-    /// which owns them all).
+    /// Opens the shard's log (and ring) and the partitions of the registry that it owns.
+    /// Returns the shard and its ring's descriptor, for the other shards' wake-ups; the
+    /// shard cannot serve until [`connect`](Self::connect) gave it theirs.
     pub fn open(
         index: usize,
         listener: OwnedFd,
         config: Arc<Config>,
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
+        shared: (SharedRegistry, Arc<Mesh>),
     ) -> Result<Shard> {
+        let (registry, mesh) = shared;
         let mut wal = Wal::new(config.wal_config())?;
-        let partitions = Partitions::open(&config, &mut wal, &metrics)?;
+        if config.cores > 1 && !wal.ring_mut().supports(OptionalOpcode::MsgRing) {
+            return Err(Error::ConfigInvalid {
+                reason: format!(
+                    "cores={}: shards wake each other with IORING_OP_MSG_RING, which this \
+                     kernel lacks (Linux 5.18 or later has it); run with cores = 1",
+                    config.cores
+                ),
+            });
+        }
+        let partitions = Partitions::open(registry, index, config.cores, &mut wal, &metrics)?;
+        let ring_fds = vec![wal.ring_mut().ring_fd(); config.cores];
         Ok(Shard {
+            forwarding: Forwarding::new(mesh, ring_fds),
             index,
             wal,
             config,
@@ -112,6 +146,17 @@ impl Shard {
             fetches: Vec::new(),
             completions: Vec::new(),
         })
+    }
+
+    /// Gives the shard every shard's ring descriptor (index = shard).
+    pub fn connect(&mut self, ring_fds: Vec<RawFd>) {
+        let mesh = self.forwarding.mesh.clone();
+        self.forwarding = Forwarding::new(mesh, ring_fds);
+    }
+
+    /// This shard's ring descriptor.
+    pub fn ring_fd(&mut self) -> RawFd {
+        self.wal.ring_mut().ring_fd()
     }
 
     /// Serves until the stop flag is raised, then stops cleanly.
@@ -142,14 +187,19 @@ impl Shard {
             self.on_completion(completion);
         }
         self.completions = completions;
+        self.drain_inbound();
         let moved = self.on_durable();
         self.answer_produces();
         self.answer_fetches(moved, Instant::now());
         self.wal.poll()?;
+        self.flush_outboxes();
         Ok(())
     }
 
     fn wait_timeout(&self) -> Duration {
+        if self.forwarding.backlogged() {
+            return BACKLOG_RETRY;
+        }
         let now = Instant::now();
         self.fetches
             .iter()
@@ -158,7 +208,9 @@ impl Shard {
             .map_or(LOOP_WAKE_MAX, |until| until.min(LOOP_WAKE_MAX))
     }
 
-    /// Stops accepting and reading, answers what becomes durable, waits for sends.
+    /// Stops accepting and reading, answers what becomes durable, waits for sends; with
+    /// several shards, keeps serving the others' forwarded work until every shard is idle,
+    /// so that no split waits for a shard that has stopped.
     fn stop_gracefully(&mut self) -> Result<()> {
         self.accepting = false;
         let _ = self.wal.ring_mut().cancel(
@@ -172,16 +224,27 @@ impl Shard {
             }
         }
         while Instant::now() < deadline {
+            // Parked fetches are answered with what there is: nobody waits for more now.
+            let now = Instant::now();
+            for fetch in &mut self.fetches {
+                fetch.deadline = fetch.deadline.min(now);
+            }
             self.step()?;
             let busy = self.wal.is_committing()
                 || !self.produces.is_empty()
+                || !self.fetches.is_empty()
                 || self.connections.iter().flatten().any(|c| c.send_in_flight);
-            if !busy {
+            let idle = !busy && self.forwarding_idle();
+            self.forwarding.mesh.set_idle(self.index, idle);
+            if idle && self.forwarding.mesh.all_idle() {
                 break;
             }
-            self.wal
-                .ring_mut()
-                .submit_and_wait_timeout(1, LOOP_WAKE_MAX)?;
+            let wait = if self.forwarding.backlogged() {
+                BACKLOG_RETRY
+            } else {
+                LOOP_WAKE_MAX.min(Duration::from_millis(5))
+            };
+            self.wal.ring_mut().submit_and_wait_timeout(1, wait)?;
         }
         tracing::info!(shard = self.index, "shard stopped");
         Ok(())
@@ -200,6 +263,7 @@ impl Shard {
 
     fn on_completion(&mut self, mut completion: Completion) {
         if completion.foreign {
+            // Another shard's wake-up: its messages are drained on every turn.
             return;
         }
         let (kind, connection) = untag(completion.tag);
@@ -207,6 +271,14 @@ impl Shard {
             KIND_ACCEPT => self.on_accept(&mut completion),
             KIND_RECV => self.on_recv(connection, completion),
             KIND_SEND => self.on_send(connection, completion),
+            KIND_WAKE => {
+                self.forwarding.wakes_in_flight -= 1;
+                if let Err(error) = &completion.result {
+                    // The target still drains its queues within one LOOP_WAKE_MAX.
+                    tracing::debug!(shard = self.index, target = connection.index, %error,
+                        "wake-up failed");
+                }
+            }
             _ => {}
         }
     }
