@@ -47,7 +47,7 @@ pub struct WalOptions {
     pub warmup: Duration,
     /// Segment size of the benchmark's logs.
     pub segment_size_bytes: u64,
-    /// Retention limit of the saturated runs' logs.
+    /// Retention limit of the saturated runs' logs, and of the `produce` node's partitions.
     pub retention_bytes: u64,
     /// Whether to run the saturated 1 KiB-batch shape too (the per-batch CPU cost); the
     /// `produce` subcommand leaves it out, as no produce run is compared with it.
@@ -58,7 +58,7 @@ pub struct WalOptions {
 #[derive(Clone, Debug)]
 pub struct ProduceOptions {
     /// The WAL-only runs measured beside the produce runs, and what both share: data
-    /// directory, write paths, durations, segment size.
+    /// directory, write paths, durations, segment size and retention limit.
     pub wal: WalOptions,
     /// The `ringlog` binary started as the node (`server_process::locate_binary`).
     pub ringlog_bin: PathBuf,

@@ -14,9 +14,11 @@
 //!
 //! The records are those of the WAL-only runs (`wal_runs::record_value_bytes`), so the log
 //! stores batches of the same size with and without the network in front of it; MB/s counts
-//! the nominal batch size as the WAL-only runs do. The node's log grows from empty (it has no
-//! retention setting yet), so unlike the WAL-only saturated run it also zero-fills each new
-//! segment in the background; see bench-harness/README.md.
+//! the nominal batch size as the WAL-only runs do. The node runs with the WAL-only runs'
+//! segment size and retention limit, and the saturated run warms up until its partition has
+//! reached that limit (ListOffsets EARLIEST > 0), so that, as in `wal_saturated`, every roll
+//! measured reuses the oldest segment's file instead of zero-filling a new one; see
+//! bench-harness/README.md.
 //!
 //! A producer dispatches a full batch when the next record arrives (its size check is an
 //! upper bound, docs/client.md), so the saturated loop counts a batch as sent once the first
@@ -25,14 +27,16 @@
 //! noticing is a few µs.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
 use ringlog_client::{
-    now_ms, Acks, Client, ClientOptions, Producer, ProducerOptions, ProducerRecord, Receipt,
-    BATCH_SIZE_BYTES_DEFAULT,
+    now_ms, Acks, Client, ClientOptions, OffsetSpec, Producer, ProducerOptions, ProducerRecord,
+    Receipt, BATCH_SIZE_BYTES_DEFAULT,
 };
 use ringlog_types::units::KIB;
 use serde_json::{json, Map};
@@ -56,6 +60,11 @@ const SATURATED_PERCENT_MIN: f64 = 50.0;
 /// Linger of the producers: long enough that no batch leaves before it is full (the qd1 loop
 /// sends its batch itself, by waiting on the receipt).
 const LINGER: Duration = Duration::from_secs(1);
+/// Longest the saturated run goes on warming up, after `--warmup-secs`, for its partition to
+/// reach the retention limit.
+const RETENTION_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Pause between two ListOffsets EARLIEST probes of the warm-up.
+const RETENTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs both produce scenarios on a fresh node per write path and returns their results, in
 /// order. `progress` receives one line per step.
@@ -75,6 +84,7 @@ pub fn run_produce_scenarios(
             dir: dir.clone(),
             write_path: *write_path,
             segment_size_bytes: options.wal.segment_size_bytes,
+            retention_bytes: Some(options.wal.retention_bytes),
         };
         let server = ServerProcess::start(&spec)?;
         progress(&format!(
@@ -99,7 +109,7 @@ pub fn run_produce_scenarios(
             options.producers, options.in_flight_max
         ));
         client.create_topic("produce-saturated", 1)?;
-        let saturated = run_saturated(&client, "produce-saturated", options)
+        let saturated = run_saturated(&mut client, "produce-saturated", options)
             .with_context(|| format!("produce_saturated on {write_path}"))?;
         results.push(saturated.into_result(*write_path));
 
@@ -218,11 +228,31 @@ fn run_qd1(client: &Client, topic: &str, options: &ProduceOptions) -> anyhow::Re
     })
 }
 
-/// When the saturated run measures: answers that arrive in `[start, end)` count.
-#[derive(Clone, Copy, Debug)]
+/// When the saturated run measures: answers that arrive in `[start, start + duration)`
+/// count, `start` being set once the warm-up is over. Abandoned if the warm-up fails.
+#[derive(Debug)]
 struct Window {
-    start: Instant,
-    end: Instant,
+    start: OnceLock<Instant>,
+    duration: Duration,
+    abandoned: AtomicBool,
+}
+
+impl Window {
+    /// Whether an answer at `at` counts.
+    fn contains(&self, at: Instant) -> bool {
+        self.start
+            .get()
+            .is_some_and(|start| at >= *start && at < *start + self.duration)
+    }
+
+    /// Whether the senders should stop sending.
+    fn is_over(&self, now: Instant) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
+            || self
+                .start
+                .get()
+                .is_some_and(|start| now >= *start + self.duration)
+    }
 }
 
 /// What one saturated producer thread counted in the window.
@@ -233,8 +263,11 @@ struct SenderCounts {
 }
 
 /// `producers` threads sending full 16 KiB batches with many requests in flight.
+///
+/// They warm up for `--warmup-secs`, then until the partition's log start has moved (the log
+/// reached its retention limit, so rolls reuse files from then on), and only then measure.
 fn run_saturated(
-    client: &Client,
+    client: &mut Client,
     topic: &str,
     options: &ProduceOptions,
 ) -> anyhow::Result<Measured> {
@@ -247,25 +280,44 @@ fn run_saturated(
     let producers: Vec<Producer> = (0..options.producers)
         .map(|_| Producer::new(client, producer_options.clone()))
         .collect();
-    let start = Instant::now() + options.wal.warmup;
     let window = Window {
-        start,
-        end: start + options.wal.duration,
+        start: OnceLock::new(),
+        duration: options.wal.duration,
+        abandoned: AtomicBool::new(false),
     };
-    let counts = thread::scope(|scope| {
+    let warmup_started = Instant::now();
+    let (warmed, counts) = thread::scope(|scope| {
+        let window = &window;
         let senders: Vec<_> = producers
             .iter()
             .map(|producer| scope.spawn(move || send_saturated(producer, topic, window)))
             .collect();
-        senders
+        let warmed = warm_until_retention(client, topic, options, || {
+            senders.iter().any(thread::ScopedJoinHandle::is_finished)
+        });
+        match &warmed {
+            Ok(()) => {
+                window.start.set(Instant::now()).ok();
+            }
+            Err(_) => window.abandoned.store(true, Ordering::Relaxed),
+        }
+        let counts = senders
             .into_iter()
             .map(|sender| {
                 sender
                     .join()
                     .map_err(|_| anyhow!("a producer thread panicked"))?
             })
-            .collect::<anyhow::Result<Vec<SenderCounts>>>()
-    })?;
+            .collect::<anyhow::Result<Vec<SenderCounts>>>();
+        (warmed, counts)
+    });
+    // A sender's own error explains a failed warm-up better than the warm-up's.
+    let counts = counts?;
+    warmed?;
+    let warmup = window
+        .start
+        .get()
+        .map_or(Duration::ZERO, |start| *start - warmup_started);
     let mut histogram = new_histogram();
     let mut acked_requests = 0;
     let mut in_flight_count_max = 0;
@@ -281,22 +333,70 @@ fn run_saturated(
     extra.insert("in_flight_max".into(), json!(options.in_flight_max));
     extra.insert("in_flight_observed_max".into(), json!(in_flight_count_max));
     extra.insert("batch_bytes".into(), json!(encoded_batch_bytes()));
+    extra.insert(
+        "segment_size_bytes".into(),
+        json!(options.wal.segment_size_bytes),
+    );
+    extra.insert("retention_bytes".into(), json!(options.wal.retention_bytes));
+    extra.insert("warmup_secs".into(), json!(warmup.as_secs_f64()));
     Ok(Measured {
         scenario: "produce_saturated",
         batch_bytes: SATURATED_BATCH_BYTES,
         concurrency: (options.producers * options.in_flight_max) as u64,
         histogram,
         acked_requests,
-        elapsed: window.end - window.start,
+        elapsed: window.duration,
         extra,
     })
+}
+
+/// Waits `--warmup-secs`, then polls the partition's earliest offset until it is above 0:
+/// the log has reached its retention limit and dropped (reused) its oldest segment. Gives up
+/// after `RETENTION_WAIT_MAX`, or as soon as `senders_stopped` says a sender has ended (it
+/// failed, and its error is the one to report).
+fn warm_until_retention(
+    client: &mut Client,
+    topic: &str,
+    options: &ProduceOptions,
+    senders_stopped: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    let minimum_end = Instant::now() + options.wal.warmup;
+    while Instant::now() < minimum_end {
+        if senders_stopped() {
+            bail!("a producer stopped during the warm-up");
+        }
+        thread::sleep(
+            RETENTION_POLL_INTERVAL.min(minimum_end.saturating_duration_since(Instant::now())),
+        );
+    }
+    let deadline = Instant::now() + RETENTION_WAIT_MAX;
+    loop {
+        if senders_stopped() {
+            bail!("a producer stopped during the warm-up");
+        }
+        let earliest = client
+            .list_offset(topic, 0, OffsetSpec::Earliest)
+            .context("asking for the partition's earliest offset during the warm-up")?;
+        if earliest > 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the partition did not reach its retention limit ({} bytes) within {} s of \
+                 warm-up after --warmup-secs (earliest offset still 0)",
+                options.wal.retention_bytes,
+                RETENTION_WAIT_MAX.as_secs()
+            );
+        }
+        thread::sleep(RETENTION_POLL_INTERVAL);
+    }
 }
 
 /// One saturated producer: full batches until the window ends, then everything answered.
 fn send_saturated(
     producer: &Producer,
     topic: &str,
-    window: Window,
+    window: &Window,
 ) -> anyhow::Result<SenderCounts> {
     let value = vec![b'r'; record_value_bytes(SATURATED_BATCH_BYTES)];
     let records = records_per_batch(SATURATED_BATCH_BYTES);
@@ -309,7 +409,7 @@ fn send_saturated(
     let mut in_flight: VecDeque<(Receipt, Instant)> = VecDeque::new();
     // The batch being filled.
     let mut filling: Option<Receipt> = None;
-    while Instant::now() < window.end {
+    while !window.is_over(Instant::now()) {
         // One timestamp per batch keeps every batch the same size.
         let record = ProducerRecord {
             key: None,
@@ -342,7 +442,7 @@ fn send_saturated(
 /// the window. A batch that failed fails the run.
 fn collect_answers(
     in_flight: &mut VecDeque<(Receipt, Instant)>,
-    window: Window,
+    window: &Window,
     counts: &mut SenderCounts,
 ) -> anyhow::Result<()> {
     while let Some((receipt, sent)) = in_flight.front() {
@@ -351,7 +451,7 @@ fn collect_answers(
         }
         let answered = Instant::now();
         receipt.wait()?;
-        if answered >= window.start && answered < window.end {
+        if window.contains(answered) {
             record_us(&mut counts.histogram, answered - *sent);
             counts.acked_requests += 1;
         }

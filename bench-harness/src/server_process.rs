@@ -66,6 +66,9 @@ pub struct ServerSpec {
     pub write_path: WritePathName,
     /// Segment size of the node's logs.
     pub segment_size_bytes: u64,
+    /// Retention limit of each of the node's partition logs (`--retention-bytes`); `None`:
+    /// the logs grow.
+    pub retention_bytes: Option<u64>,
 }
 
 /// A running node, killed when stopped or dropped.
@@ -90,8 +93,14 @@ impl ServerProcess {
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let (kafka_address, http_address) = free_loopback_ports()?;
-        let child = Command::new(&spec.binary)
-            .arg("serve")
+        let mut command = Command::new(&spec.binary);
+        command.arg("serve");
+        if let Some(retention_bytes) = spec.retention_bytes {
+            command
+                .arg("--retention-bytes")
+                .arg(retention_bytes.to_string());
+        }
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")

@@ -168,13 +168,11 @@ fn no_subcommand_explains_what_to_run() {
     assert!(Path::new(env!("CARGO_BIN_EXE_ringlog-bench")).exists());
 }
 
-/// The `ringlog` binary beside `ringlog-bench`, built first if it is not there yet.
+/// The `ringlog` binary beside `ringlog-bench`, built (or brought up to date: a binary left
+/// from older sources may lack flags the bench passes) before it is used.
 fn ringlog_binary() -> PathBuf {
     let bench = Path::new(env!("CARGO_BIN_EXE_ringlog-bench"));
     let binary = bench.with_file_name("ringlog");
-    if binary.is_file() {
-        return binary;
-    }
     let profile_dir = bench.parent().expect("the bench binary is in a directory");
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     build.args(["build", "-p", "ringlog-cli", "--bin", "ringlog"]);

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// without O_DIRECT).
     #[arg(long, value_name = "PATH", value_parser = ["direct", "mmap"])]
     pub write_path: Option<String>,
+    /// Segment bytes each partition keeps at most; beyond it a roll reuses the oldest
+    /// segment's file (default: no limit, the log grows).
+    #[arg(long, value_name = "BYTES")]
+    pub retention_bytes: Option<u64>,
 }
 
 /// `ringlog wal ...`: read partition directories without changing a byte.

@@ -20,6 +20,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         http_listen: args.http_listen,
         cores: args.cores,
         write_path: args.write_path.clone(),
+        retention_bytes: args.retention_bytes,
     };
     let config = Config::load(args.config.as_deref(), &overrides).context("configuration")?;
     let node = Node::start(config).context("starting the node")?;

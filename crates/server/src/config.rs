@@ -52,6 +52,9 @@ pub struct Config {
     pub fetch_wait_ms_max: u64,
     /// Size of every segment file.
     pub segment_size_bytes: u64,
+    /// Segment bytes each partition keeps at most (the active segment always stays); beyond
+    /// it a roll reuses the oldest segment's file. `None` (the default): the log grows.
+    pub retention_bytes: Option<u64>,
     /// Requests of one connection in flight (read but not yet answered); reading from the
     /// connection pauses at this depth.
     pub connection_requests_max: usize,
@@ -74,6 +77,7 @@ impl Default for Config {
             batch_size_bytes_max: MIB,
             fetch_wait_ms_max: 30_000,
             segment_size_bytes: 128 * MIB,
+            retention_bytes: None,
             connection_requests_max: 128,
             connections_max: 4096,
         }
@@ -93,6 +97,8 @@ pub struct Overrides {
     pub cores: Option<usize>,
     /// `--write-path`.
     pub write_path: Option<String>,
+    /// `--retention-bytes`.
+    pub retention_bytes: Option<u64>,
 }
 
 impl Config {
@@ -137,6 +143,9 @@ impl Config {
         }
         if let Some(write_path) = &overrides.write_path {
             self.write_path.clone_from(write_path);
+        }
+        if let Some(retention_bytes) = overrides.retention_bytes {
+            self.retention_bytes = Some(retention_bytes);
         }
     }
 
@@ -198,6 +207,7 @@ impl Config {
         let mut wal = WalConfig::new(&self.data_dir, write_path);
         wal.segment_size_bytes = self.segment_size_bytes;
         wal.batch_size_bytes_max = self.batch_size_bytes_max;
+        wal.retention.bytes_max = self.retention_bytes;
         wal
     }
 }
@@ -225,6 +235,26 @@ mod tests {
         assert_eq!(config.write_path_parsed(), Some(WritePath::Mmap));
         config.validate().expect("valid");
         assert!(Config::parse("lisen = \"x\"").is_err());
+    }
+
+    // `retention_bytes` is absent by default, set by the file, replaced by the flag, and
+    // reaches every partition's WAL configuration.
+    #[test]
+    fn retention_bytes_from_file_and_flag() {
+        let config = Config::parse("").expect("parses");
+        assert_eq!(config.retention_bytes, None);
+        assert_eq!(config.wal_config().retention.bytes_max, None);
+        let mut config = Config::parse("retention_bytes = 1073741824\n").expect("parses");
+        assert_eq!(config.retention_bytes, Some(1 << 30));
+        assert_eq!(config.wal_config().retention.bytes_max, Some(1 << 30));
+        config.apply(&Overrides {
+            retention_bytes: Some(512 * MIB),
+            ..Overrides::default()
+        });
+        assert_eq!(config.wal_config().retention.bytes_max, Some(512 * MIB));
+        config.validate().expect("valid");
+        assert!(Config::parse("retention_bytes = -1\n").is_err());
+        assert!(Config::parse("retention_bytes = \"1 GiB\"\n").is_err());
     }
 
     // Values that break an invariant are refused with a reason.
