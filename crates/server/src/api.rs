@@ -6,7 +6,8 @@
 //! parks until data arrives or `max_wait_ms` passes. Everything else is answered at once.
 //! See `docs/server.md#apis` for the rules of each.
 
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringlog_kafka::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -27,12 +28,85 @@ pub(crate) const LEADER_EPOCH: Epoch = Epoch(0);
 /// This node's broker id in Metadata responses.
 pub(crate) const NODE_ID: i32 = 0;
 
-/// A Produce (or a part of one) waiting for its batches to become durable.
+/// Bytes of batches a shard keeps parked (waiting out `Error::Backpressure`) at most; a
+/// part that would go beyond is answered REQUEST_TIMED_OUT at once.
+pub(crate) const PARKED_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A Produce (or a part of one) waiting for its batches to become durable, and for its
+/// parked partitions (see [`ParkedProduces`]) to be appended.
 pub(crate) struct PendingProduce {
+    id: u64,
     to: AnswerTo,
     response: ProduceResponse,
     waits: Vec<DurableWait>,
     started: Instant,
+    /// Partitions still in the parked queue.
+    parked: usize,
+    /// acks=0: dropped without an answer once nothing is parked.
+    silent: bool,
+}
+
+/// One partition of a Produce whose append met `Error::Backpressure`: the batches not yet
+/// appended (slices of the request frame), retried in arrival order.
+struct ParkedPart {
+    produce: u64,
+    handle: PartitionHandle,
+    batches: VecDeque<Bytes>,
+    /// The base offset of the first batch, if some were appended before the log pushed back.
+    first: Option<Offset>,
+    topic_index: usize,
+    partition_index: usize,
+    deadline: Instant,
+    size: usize,
+}
+
+/// The shard's queue of parked Produce partitions: FIFO, bounded by
+/// [`PARKED_BYTES_MAX`]; a partition with a parked part has every later part queued
+/// behind it, so no batch overtakes an earlier one of its partition.
+#[derive(Default)]
+pub(crate) struct ParkedProduces {
+    queue: VecDeque<ParkedPart>,
+    bytes: usize,
+    per_partition: HashMap<PartitionHandle, usize>,
+    next_id: u64,
+}
+
+impl ParkedProduces {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The earliest deadline of a parked part.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.queue.iter().map(|part| part.deadline).min()
+    }
+
+    fn blocked(&self, handle: PartitionHandle) -> bool {
+        self.per_partition.contains_key(&handle)
+    }
+
+    fn push(&mut self, part: ParkedPart) {
+        self.bytes += part.size;
+        *self.per_partition.entry(part.handle).or_default() += 1;
+        self.queue.push_back(part);
+    }
+
+    fn forget(&mut self, part: &ParkedPart) {
+        self.bytes -= part.size;
+        if let Some(count) = self.per_partition.get_mut(&part.handle) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_partition.remove(&part.handle);
+            }
+        }
+    }
+}
+
+/// What appending one partition's record set came to.
+enum Appended {
+    Done(PartitionHandle, Offset, Offset, Offset),
+    /// The log pushed back: these batches (and maybe the first offset) wait in the queue.
+    Parked(PartitionHandle, Option<Offset>, VecDeque<Bytes>),
 }
 
 /// One partition of a pending Produce: durable once the durable end reaches `next_offset`.
@@ -135,10 +209,16 @@ impl Shard {
     }
 
     /// Appends a Produce (or a part of one) whose partitions this shard serves, and parks
-    /// it until they are durable (acks=0: nothing is answered).
+    /// it until they are durable (acks=0: nothing is answered). A partition the log pushes
+    /// back on (`Error::Backpressure`) waits in the parked queue.
     pub(crate) fn produce(&mut self, to: AnswerTo, request: &ProduceRequest, started: Instant) {
+        let id = self.parked.next_id;
+        self.parked.next_id += 1;
+        let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+        let deadline = started + timeout;
         let mut response = ProduceResponse::default();
         let mut waits = Vec::new();
+        let mut parked = 0;
         for (topic_index, topic) in request.topic_data.iter().enumerate() {
             let mut answers = Vec::with_capacity(topic.partition_data.len());
             for (partition_index, partition) in topic.partition_data.iter().enumerate() {
@@ -149,7 +229,7 @@ impl Shard {
                 };
                 let answer = PartitionProduceResponse::default().with_index(partition.index);
                 let answer = match outcome {
-                    Ok((handle, base_offset, next_offset, log_start)) => {
+                    Ok(Appended::Done(handle, base_offset, next_offset, log_start)) => {
                         waits.push(DurableWait {
                             handle,
                             next_offset,
@@ -159,6 +239,28 @@ impl Shard {
                         answer
                             .with_base_offset(offset_i64(base_offset))
                             .with_log_start_offset(offset_i64(log_start))
+                    }
+                    Ok(Appended::Parked(handle, first, batches)) => {
+                        let size = batches.iter().map(Bytes::len).sum::<usize>();
+                        if self.parked.bytes + size > PARKED_BYTES_MAX {
+                            self.metrics.error(ErrorCode::RequestTimedOut);
+                            answer
+                                .with_error_code(ErrorCode::RequestTimedOut.code())
+                                .with_base_offset(-1)
+                        } else {
+                            self.parked.push(ParkedPart {
+                                produce: id,
+                                handle,
+                                batches,
+                                first,
+                                topic_index,
+                                partition_index,
+                                deadline,
+                                size,
+                            });
+                            parked += 1;
+                            answer.with_base_offset(-1)
+                        }
                     }
                     Err(code) => {
                         self.metrics.error(code);
@@ -173,30 +275,38 @@ impl Shard {
                     .with_partition_responses(answers),
             );
         }
-        if request.acks == 0 {
+        let silent = request.acks == 0;
+        if silent {
             if let AnswerTo::Client { .. } = to {
                 self.metrics
                     .request_done(ApiKey::Produce, started.elapsed());
             }
-            return;
+            if parked == 0 {
+                return;
+            }
+            waits.clear();
         }
         self.produces.push(PendingProduce {
+            id,
             to,
             response,
             waits,
             started,
+            parked,
+            silent,
         });
     }
 
     /// Validates and appends one partition's record set (one or more whole batches).
     /// Returns the handle, the first batch's base offset, the offset after the last batch
-    /// and the log start, or the error code for the partition.
+    /// and the log start, or the batches left to append if the log pushed back, or the
+    /// error code for the partition.
     fn append_records(
         &mut self,
         topic: &TopicName,
         partition: i32,
         records: Option<&Bytes>,
-    ) -> Result<(PartitionHandle, Offset, Offset, Offset), ErrorCode> {
+    ) -> Result<Appended, ErrorCode> {
         let handle = self
             .partitions
             .get(topic, partition)
@@ -205,9 +315,10 @@ impl Shard {
         let records = records.filter(|records| !records.is_empty());
         let records = records.ok_or(ErrorCode::CorruptMessage)?;
         // Validate every batch before appending any, so a bad batch leaves nothing behind.
-        let mut batches = Vec::new();
-        let mut rest: &[u8] = records;
-        while !rest.is_empty() {
+        let mut batches = VecDeque::new();
+        let mut start = 0;
+        while start < records.len() {
+            let rest = &records[start..];
             let size = match ringlog_batch::peek_size_bytes(rest) {
                 Ok(Some(size)) if size <= rest.len() => size,
                 Ok(_) => return Err(ErrorCode::CorruptMessage),
@@ -218,16 +329,33 @@ impl Shard {
                 return Err(ErrorCode::MessageTooLarge);
             }
             ringlog_batch::validate(&rest[..size]).map_err(|error| ErrorCode::from(&error))?;
-            batches.push(&rest[..size]);
-            rest = &rest[size..];
+            batches.push_back(records.slice(start..start + size));
+            start += size;
         }
-        let mut first = None;
+        if self.parked.blocked(handle) {
+            // An earlier part of this partition is parked: queue behind it.
+            return Ok(Appended::Parked(handle, None, batches));
+        }
+        self.append_batches(handle, None, batches)
+    }
+
+    /// Appends `batches` in order until done or the log pushes back.
+    fn append_batches(
+        &mut self,
+        handle: PartitionHandle,
+        mut first: Option<Offset>,
+        mut batches: VecDeque<Bytes>,
+    ) -> Result<Appended, ErrorCode> {
         let mut next = Offset(0);
-        for batch in batches {
-            let info = self
-                .wal
-                .append(handle, batch, LEADER_EPOCH)
-                .map_err(|error| wal_error_code(&error))?;
+        while let Some(batch) = batches.front() {
+            let info = match self.wal.append(handle, batch, LEADER_EPOCH) {
+                Ok(info) => info,
+                Err(ringlog_wal::Error::Backpressure { .. }) => {
+                    return Ok(Appended::Parked(handle, first, batches));
+                }
+                Err(error) => return Err(wal_error_code(&error)),
+            };
+            batches.pop_front();
             first.get_or_insert(info.base_offset);
             next = info.next_offset;
         }
@@ -236,7 +364,92 @@ impl Shard {
             .ends(handle)
             .map_or(Offset(0), |ends| ends.log_start);
         let first = first.ok_or(ErrorCode::CorruptMessage)?;
-        Ok((handle, first, next, log_start))
+        Ok(Appended::Done(handle, first, next, log_start))
+    }
+
+    /// Retries the parked partitions in arrival order (after the log reaped completions),
+    /// and answers REQUEST_TIMED_OUT for those past their request's `timeout_ms`.
+    pub(crate) fn retry_parked(&mut self, now: Instant) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut queue = std::mem::take(&mut self.parked.queue);
+        let mut kept = VecDeque::with_capacity(queue.len());
+        // Partitions whose earlier part is still parked (or just timed out) in this pass.
+        let mut stuck: HashMap<PartitionHandle, bool> = HashMap::new();
+        let mut pushed_back = false;
+        while let Some(mut part) = queue.pop_front() {
+            let timed_out = part.deadline <= now || stuck.get(&part.handle) == Some(&true);
+            if timed_out {
+                stuck.insert(part.handle, true);
+                self.parked.forget(&part);
+                self.finish_parked(&part, Err(ErrorCode::RequestTimedOut));
+                continue;
+            }
+            if pushed_back || stuck.contains_key(&part.handle) {
+                kept.push_back(part);
+                continue;
+            }
+            let batches = std::mem::take(&mut part.batches);
+            match self.append_batches(part.handle, part.first, batches) {
+                Ok(Appended::Parked(_, first, batches)) => {
+                    // The log is out of room: nothing later gets in either.
+                    let size = batches.iter().map(Bytes::len).sum::<usize>();
+                    self.parked.bytes -= part.size - size;
+                    part.size = size;
+                    part.first = first;
+                    part.batches = batches;
+                    pushed_back = true;
+                    stuck.insert(part.handle, false);
+                    kept.push_back(part);
+                }
+                outcome => {
+                    self.parked.forget(&part);
+                    let outcome = outcome.map(|appended| match appended {
+                        Appended::Done(_, first, next, log_start) => (first, next, log_start),
+                        Appended::Parked(..) => unreachable!("handled above"),
+                    });
+                    if outcome.is_err() {
+                        stuck.insert(part.handle, true);
+                    }
+                    self.finish_parked(&part, outcome);
+                }
+            }
+        }
+        self.parked.queue = kept;
+    }
+
+    /// Records the outcome of a parked partition in its pending Produce.
+    fn finish_parked(
+        &mut self,
+        part: &ParkedPart,
+        outcome: Result<(Offset, Offset, Offset), ErrorCode>,
+    ) {
+        let Some(pending) = self.produces.iter_mut().find(|p| p.id == part.produce) else {
+            return;
+        };
+        pending.parked -= 1;
+        let answer = &mut pending.response.responses[part.topic_index].partition_responses
+            [part.partition_index];
+        match outcome {
+            Ok((first, next, log_start)) => {
+                answer.base_offset = offset_i64(first);
+                answer.log_start_offset = offset_i64(log_start);
+                if !pending.silent {
+                    pending.waits.push(DurableWait {
+                        handle: part.handle,
+                        next_offset: next,
+                        topic_index: part.topic_index,
+                        partition_index: part.partition_index,
+                    });
+                }
+            }
+            Err(code) => {
+                self.metrics.error(code);
+                answer.error_code = code.code();
+                answer.base_offset = -1;
+            }
+        }
     }
 
     /// Drains the log's durable events into the gauges; true if any end moved.
@@ -256,6 +469,14 @@ impl Shard {
     pub(crate) fn answer_produces(&mut self) {
         let mut index = 0;
         while index < self.produces.len() {
+            if self.produces[index].parked > 0 {
+                index += 1;
+                continue;
+            }
+            if self.produces[index].silent {
+                self.produces.swap_remove(index);
+                continue;
+            }
             let ready = self.produces[index].waits.iter().all(|wait| {
                 let durable = self
                     .wal
@@ -320,7 +541,8 @@ pub(crate) fn wal_error_code(error: &ringlog_wal::Error) -> ErrorCode {
         Error::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         Error::InvalidBatch(error) => ErrorCode::from(error),
         Error::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        // Retriable: clients retry after their backoff, by which time a commit completed.
+        // Produce parks instead (`retry_parked`); elsewhere retriable: clients retry after
+        // their backoff, by which time a commit completed.
         Error::Backpressure { .. } => ErrorCode::RequestTimedOut,
         Error::FencedEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         Error::UnknownPartition(_) => ErrorCode::UnknownTopicOrPartition,

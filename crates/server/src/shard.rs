@@ -29,7 +29,7 @@ use ringlog_kafka::{decode_request, encode_refusal, Decoded};
 use ringlog_uring::{Completion, OpBuf, OptionalOpcode};
 use ringlog_wal::{Wal, EXTERNAL_TAG_MIN};
 
-use crate::api::{ParkedFetch, PendingProduce};
+use crate::api::{ParkedFetch, ParkedProduces, PendingProduce};
 use crate::config::Config;
 use crate::connection::{ConnRef, Connection};
 use crate::error::{Error, Result};
@@ -43,6 +43,9 @@ const LOOP_WAKE_MAX: Duration = Duration::from_millis(50);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How soon the loop retries messages that found their queue full.
 const BACKLOG_RETRY: Duration = Duration::from_micros(200);
+
+/// How soon the loop retries parked Produce partitions at the latest.
+const PARKED_RETRY: Duration = Duration::from_millis(1);
 
 /// Kinds of socket op, in bits 56..62 of a tag.
 const KIND_ACCEPT: u64 = 1;
@@ -99,6 +102,7 @@ pub(crate) struct Shard {
     free_slots: Vec<usize>,
     next_generation: u32,
     pub produces: Vec<PendingProduce>,
+    pub parked: ParkedProduces,
     pub fetches: Vec<ParkedFetch>,
     completions: Vec<Completion>,
     pub forwarding: Forwarding,
@@ -143,6 +147,7 @@ impl Shard {
             free_slots: Vec::new(),
             next_generation: 1,
             produces: Vec::new(),
+            parked: ParkedProduces::default(),
             fetches: Vec::new(),
             completions: Vec::new(),
         })
@@ -181,6 +186,8 @@ impl Shard {
     /// One turn of the loop, without waiting.
     fn step(&mut self) -> Result<()> {
         self.wal.poll()?;
+        // Commits that completed freed room: parked Produce partitions go first.
+        self.retry_parked(Instant::now());
         let mut completions = std::mem::take(&mut self.completions);
         self.wal.drain_external_completions(&mut completions);
         for completion in completions.drain(..) {
@@ -188,6 +195,7 @@ impl Shard {
         }
         self.completions = completions;
         self.drain_inbound();
+        self.retry_parked(Instant::now());
         let moved = self.on_durable();
         self.answer_produces();
         self.answer_fetches(moved, Instant::now());
@@ -201,11 +209,19 @@ impl Shard {
             return BACKLOG_RETRY;
         }
         let now = Instant::now();
-        self.fetches
+        let wake = self
+            .fetches
             .iter()
             .map(|fetch| fetch.deadline.saturating_duration_since(now))
             .min()
-            .map_or(LOOP_WAKE_MAX, |until| until.min(LOOP_WAKE_MAX))
+            .map_or(LOOP_WAKE_MAX, |until| until.min(LOOP_WAKE_MAX));
+        match self.parked.deadline() {
+            // The log may free room without a completion of ours (a spare segment filled).
+            Some(deadline) => wake
+                .min(deadline.saturating_duration_since(now))
+                .min(PARKED_RETRY),
+            None => wake,
+        }
     }
 
     /// Stops accepting and reading, answers what becomes durable, waits for sends; with
@@ -232,6 +248,7 @@ impl Shard {
             self.step()?;
             let busy = self.wal.is_committing()
                 || !self.produces.is_empty()
+                || !self.parked.is_empty()
                 || !self.fetches.is_empty()
                 || self.connections.iter().flatten().any(|c| c.send_in_flight);
             let idle = !busy && self.forwarding_idle();

@@ -328,6 +328,9 @@ impl Wal {
         self.ring
             .read(fd, buf, start, tag(handle.0, OpKind::Read))
             .map_err(|error| Error::from_io("submitting a read", &dir, &error))?;
+        // Reap before every wait: the read may complete while `poll` runs, and then the
+        // ring's other ops in flight (a server's sockets) need not ever complete.
+        let mut reap = true;
         loop {
             if let Some(position) = self
                 .read_completions
@@ -343,7 +346,14 @@ impl Wal {
                 };
                 return Ok((buf, usize::try_from(read).expect("fits")));
             }
-            self.wait()?;
+            if reap {
+                self.poll()?;
+            } else {
+                self.ring
+                    .submit_and_wait(1)
+                    .map_err(|error| Error::from_io("waiting for completions", &dir, &error))?;
+            }
+            reap = !reap;
         }
     }
 }
