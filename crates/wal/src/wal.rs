@@ -76,6 +76,8 @@ pub struct Wal {
     durable_events: Vec<(PartitionHandle, Offset)>,
     pub(crate) read_completions: Vec<Completion>,
     external_completions: Vec<Completion>,
+    /// Completions reaped so far (tells `wait` whether a poll made progress).
+    completions_reaped: u64,
     pub(crate) spare_sequence: u64,
 }
 
@@ -124,6 +126,7 @@ impl Wal {
             durable_events: Vec::new(),
             read_completions: Vec::new(),
             external_completions: Vec::new(),
+            completions_reaped: 0,
             spare_sequence: 0,
         })
     }
@@ -251,11 +254,14 @@ impl Wal {
         Ok(())
     }
 
-    /// Like `poll`, but first blocks until at least one operation completes if any is in
-    /// flight. For tests, tools and the benchmark; a shard loop waits on its ring instead.
+    /// Like `poll`, but blocks until at least one operation completes if any is in flight
+    /// and the first poll reaped nothing. (When the ring is shared with sockets that may never
+    /// complete, blocking after a poll that already made progress could wait forever.) For
+    /// tests, tools and the benchmark; a shard loop waits on its ring instead.
     pub fn wait(&mut self) -> Result<()> {
+        let reaped_before = self.completions_reaped;
         self.poll()?;
-        if self.ring.in_flight() > 0 {
+        if self.completions_reaped == reaped_before && self.ring.in_flight() > 0 {
             self.ring.submit_and_wait(1).map_err(|error| {
                 Error::from_io("waiting for completions", &self.config.data_dir, &error)
             })?;
@@ -280,6 +286,7 @@ impl Wal {
     fn reap(&mut self) {
         let mut completions = std::mem::take(&mut self.completions);
         self.ring.reap(&mut completions);
+        self.completions_reaped += u64::try_from(completions.len()).expect("fits u64");
         for completion in completions.drain(..) {
             if completion.foreign || completion.tag >= EXTERNAL_TAG_MIN {
                 self.external_completions.push(completion);
