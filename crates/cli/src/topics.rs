@@ -33,9 +33,22 @@ pub struct CreateArgs {
     /// Number of partitions.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub partitions: i32,
+    /// Replicas of each partition, leader included (-1: the cluster's default).
+    #[arg(long, value_name = "N", default_value_t = -1, allow_hyphen_values = true)]
+    pub replication_factor: i16,
+    /// A topic setting, e.g. `--config ack_mode=quorum` (repeatable; docs/replication.md).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub configs: Vec<(String, String)>,
     /// The broker to talk to.
     #[command(flatten)]
     pub broker: BootstrapArgs,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// Flags of `ringlog topics delete`.
@@ -58,7 +71,12 @@ pub fn run(command: &TopicsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match command {
         TopicsCommand::Create(args) => {
             connect(&args.broker)?
-                .create_topic(&args.name, args.partitions)
+                .create_topic_with(
+                    &args.name,
+                    args.partitions,
+                    args.replication_factor,
+                    &args.configs,
+                )
                 .with_context(|| format!("creating topic {}", args.name))?;
             writeln!(
                 out,

@@ -274,11 +274,39 @@ impl Client {
     /// Creates `name` with `partitions` partitions and the broker's default replication
     /// factor (-1, from CreateTopics v4; 1 before that).
     pub fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with(name, partitions, -1, &[])
+    }
+
+    /// Creates `name` with `partitions` partitions, `replication_factor` replicas (-1: the
+    /// broker's default) and topic configs (name, value), e.g. `("ack_mode", "quorum")`.
+    pub fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+    ) -> Result<()> {
         let version = self.versions.get(ApiKey::CreateTopics);
         let mut topic = CreatableTopic::default();
         topic.name = topic_name(name);
         topic.num_partitions = partitions;
-        topic.replication_factor = if version >= 4 { -1 } else { 1 };
+        topic.replication_factor = match replication_factor {
+            -1 if version < 4 => 1,
+            factor => factor,
+        };
+        topic.configs = configs
+            .iter()
+            .map(|(key, value)| {
+                let mut config =
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    );
+                config.name = kafka_protocol::protocol::StrBytes::from_string(key.clone());
+                config.value = Some(kafka_protocol::protocol::StrBytes::from_string(
+                    value.clone(),
+                ));
+                config
+            })
+            .collect();
         let mut request = CreateTopicsRequest::default();
         request.topics = vec![topic];
         request.timeout_ms = timeout_ms(self.settings.request_timeout);

@@ -57,6 +57,9 @@ pub enum ErrorCode {
     InvalidReplicaAssignment = 39,
     /// INVALID_CONFIG: a topic config name or value ringlog does not accept.
     InvalidConfig = 40,
+    /// NOT_CONTROLLER: an admin request sent to a node that is not the controller (in a
+    /// static cluster, the leader).
+    NotController = 41,
     /// INVALID_REQUEST: the request is well formed but breaks a protocol rule.
     InvalidRequest = 42,
     /// KAFKA_STORAGE_ERROR: the partition's storage failed (fenced after an I/O error).
@@ -76,7 +79,7 @@ impl ErrorCode {
     /// Every variant once, in wire-value order (tests and tools iterate it). A new variant
     /// goes here too; `name` and `is_retriable` match exhaustively, so it cannot be forgotten
     /// there.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -99,6 +102,7 @@ impl ErrorCode {
         ErrorCode::InvalidReplicationFactor,
         ErrorCode::InvalidReplicaAssignment,
         ErrorCode::InvalidConfig,
+        ErrorCode::NotController,
         ErrorCode::InvalidRequest,
         ErrorCode::KafkaStorageError,
         ErrorCode::FencedLeaderEpoch,
@@ -145,6 +149,7 @@ impl ErrorCode {
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
             ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::NotController => "NOT_CONTROLLER",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
             ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
@@ -171,7 +176,8 @@ impl ErrorCode {
             | ErrorCode::FencedLeaderEpoch
             | ErrorCode::UnknownLeaderEpoch
             | ErrorCode::OffsetNotAvailable
-            | ErrorCode::UnknownTopicId => true,
+            | ErrorCode::UnknownTopicId
+            | ErrorCode::NotController => true,
             ErrorCode::UnknownServerError
             | ErrorCode::None
             | ErrorCode::OffsetOutOfRange

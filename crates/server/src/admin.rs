@@ -1,10 +1,14 @@
 //! Metadata, ListOffsets, CreateTopics and DeleteTopics.
 //!
-//! This node is the only broker and the leader of every partition (epoch 0). ListOffsets by
+//! A single node is the only broker and the leader of every partition (epoch 0); in a static
+//! cluster every node is a broker, the configured leader leads (and controls) every
+//! replicated partition, and followers refuse CreateTopics and DeleteTopics with
+//! NOT_CONTROLLER. ListOffsets by
 //! timestamp is a linear scan of the partition's batches from the log start (one read per
 //! 1 MiB window), returning the first batch whose max timestamp is at or after the target;
 //! an index by time is future work (docs/server.md#apis).
 
+use ringlog_kafka::messages::create_topics_request::CreatableTopic;
 use ringlog_kafka::messages::create_topics_response::CreatableTopicResult;
 use ringlog_kafka::messages::delete_topics_response::DeletableTopicResult;
 use ringlog_kafka::messages::list_offsets_response::{
@@ -19,14 +23,17 @@ use ringlog_kafka::messages::{
 };
 use ringlog_kafka::{ErrorCode, Response, StrBytes};
 use ringlog_types::units::MIB;
+use ringlog_types::Offset;
 use ringlog_wal::PartitionHandle;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::api::{offset_i64, LEADER_EPOCH, NODE_ID};
+use crate::api::offset_i64;
 use crate::forward::{AnswerTo, Body, SplitKind};
+use crate::replica::Replica;
 use crate::shard::Shard;
+use crate::topics::TopicReplication;
 
 /// ListOffsets timestamp for the log start.
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -85,7 +92,12 @@ impl Shard {
     ) -> (BTreeMap<String, ErrorCode>, Vec<Body>) {
         let mut failures = BTreeMap::new();
         let mut created = Vec::new();
-        if !(self.config.auto_create_topics && request.allow_auto_topic_creation) {
+        let follower = self
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| !cluster.is_leader());
+        if follower || !(self.config.auto_create_topics && request.allow_auto_topic_creation) {
             return (failures, created);
         }
         for name in self.requested_topics(request).into_iter().flatten() {
@@ -97,9 +109,15 @@ impl Shard {
                 .partitions
                 .check_create(&name, count)
                 .and_then(|count| {
-                    let topic_id =
-                        self.partitions
-                            .create(&mut self.wal, &self.metrics, &name, count)?;
+                    let replication = self.default_replication();
+                    let topic_id = self.partitions.create(
+                        &mut self.wal,
+                        &self.metrics,
+                        &name,
+                        count,
+                        replication,
+                        None,
+                    )?;
                     Ok((count, topic_id))
                 });
             match outcome {
@@ -122,11 +140,12 @@ impl Shard {
         request: &MetadataRequest,
         failures: &BTreeMap<String, ErrorCode>,
     ) -> MetadataResponse {
-        let advertised = self.config.advertised();
-        let broker = MetadataResponseBroker::default()
-            .with_node_id(BrokerId(NODE_ID))
-            .with_host(StrBytes::from_string(advertised.ip().to_string()))
-            .with_port(i32::from(advertised.port()));
+        let brokers = self.brokers();
+        let controller = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or(0, |cluster| cluster.leader);
         let names = self.requested_topics(request);
         let mut topics = Vec::with_capacity(names.len());
         for name in names {
@@ -139,11 +158,40 @@ impl Shard {
             let failed = failures.get(name.as_str()).copied();
             topics.push(self.metadata_topic(&name, failed));
         }
+        let cluster_id = self.config.cluster.as_ref().map_or_else(
+            || StrBytes::from_static_str(CLUSTER_ID),
+            |cluster| StrBytes::from_string(cluster.id.clone()),
+        );
         MetadataResponse::default()
-            .with_brokers(vec![broker])
-            .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-            .with_controller_id(BrokerId(NODE_ID))
+            .with_brokers(brokers)
+            .with_cluster_id(Some(cluster_id))
+            .with_controller_id(broker_id(controller))
             .with_topics(topics)
+    }
+
+    /// The brokers of Metadata: every node of the cluster, or this node alone.
+    fn brokers(&self) -> Vec<MetadataResponseBroker> {
+        let broker = |id: u32, address: std::net::SocketAddr| {
+            MetadataResponseBroker::default()
+                .with_node_id(broker_id(id))
+                .with_host(StrBytes::from_string(address.ip().to_string()))
+                .with_port(i32::from(address.port()))
+        };
+        match &self.config.cluster {
+            Some(cluster) => cluster
+                .nodes
+                .iter()
+                .map(|node| {
+                    let address = if node.id == cluster.node_id {
+                        self.config.advertised()
+                    } else {
+                        node.client
+                    };
+                    broker(node.id, address)
+                })
+                .collect(),
+            None => vec![broker(0, self.config.advertised())],
+        }
     }
 
     fn metadata_topic(
@@ -159,20 +207,33 @@ impl Shard {
             self.metrics.error(ErrorCode::UnknownTopicOrPartition);
             return answer.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
         };
-        let leader_epoch = i32::try_from(LEADER_EPOCH.0).unwrap_or(i32::MAX);
-        let partitions = (0..topic.partition_count())
+        let leader_epoch = i32::try_from(self.config.leader_epoch().0).unwrap_or(i32::MAX);
+        let topic_id = topic.topic_id;
+        let count = topic.partition_count();
+        let node_id = self.config.node_id();
+        let replicas = self
+            .partitions
+            .entry(name)
+            .and_then(|entry| entry.replication)
+            .map_or_else(|| vec![node_id], |replication| replication.replicas);
+        let leader = replicas.first().copied().unwrap_or(node_id);
+        let partitions = (0..count)
             .map(|index| {
+                let partition = i32::try_from(index).unwrap_or(i32::MAX);
+                // The leader knows the ISR; a follower names every replica.
+                let isr = match self.partitions.get(name, partition).map(|s| &s.replica) {
+                    Some(Replica::Leader(core)) => core.isr().iter().map(|id| id.0).collect(),
+                    _ => replicas.clone(),
+                };
                 MetadataResponsePartition::default()
-                    .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
-                    .with_leader_id(BrokerId(NODE_ID))
+                    .with_partition_index(partition)
+                    .with_leader_id(broker_id(leader))
                     .with_leader_epoch(leader_epoch)
-                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                    .with_replica_nodes(replicas.iter().copied().map(broker_id).collect())
+                    .with_isr_nodes(isr.into_iter().map(broker_id).collect())
             })
             .collect();
-        answer
-            .with_topic_id(topic.topic_id)
-            .with_partitions(partitions)
+        answer.with_topic_id(topic_id).with_partitions(partitions)
     }
 
     pub(crate) fn list_offsets(
@@ -182,7 +243,7 @@ impl Shard {
     ) -> ListOffsetsResponse {
         // leader_epoch exists from v4 on; setting it for older versions fails the encode.
         let epoch = if version >= 4 {
-            i32::try_from(LEADER_EPOCH.0).unwrap_or(i32::MAX)
+            i32::try_from(self.config.leader_epoch().0).unwrap_or(i32::MAX)
         } else {
             -1
         };
@@ -225,12 +286,13 @@ impl Shard {
         let Ok(ends) = self.wal.ends(handle) else {
             return (-1, -1);
         };
+        let visible = self.visible_end(handle, ends.durable_end);
         match timestamp {
             EARLIEST_TIMESTAMP => (offset_i64(ends.log_start), -1),
-            LATEST_TIMESTAMP => (offset_i64(ends.durable_end), -1),
+            LATEST_TIMESTAMP => (offset_i64(visible), -1),
             target if target >= 0 => self.scan_for_timestamp(handle, target),
             // Other sentinels (-3, max timestamp; -4, tiered storage) are answered as latest.
-            _ => (offset_i64(ends.durable_end), -1),
+            _ => (offset_i64(visible), -1),
         }
     }
 
@@ -241,8 +303,12 @@ impl Shard {
             return (-1, -1);
         };
         let mut offset = ends.log_start;
-        while offset < ends.durable_end {
-            let Ok(read) = self.wal.read(handle, offset, SCAN_WINDOW_BYTES, None) else {
+        let visible = self.visible_end(handle, ends.durable_end);
+        while offset < visible {
+            let Ok(read) = self
+                .wal
+                .read(handle, offset, SCAN_WINDOW_BYTES, Some(visible))
+            else {
                 return (-1, -1);
             };
             if read.next_offset <= offset {
@@ -296,18 +362,23 @@ impl Shard {
                 .with_name(topic.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
-            let checked = if matches!(topic.replication_factor, -1 | 1) {
-                self.partitions.check_create(&topic.name, count)
-            } else {
-                Err(ErrorCode::InvalidReplicationFactor)
-            };
-            let created = checked.and_then(|count| {
+            let replication = self.topic_replication(topic);
+            let checked = replication.and_then(|replication| {
+                let count = self.partitions.check_create(&topic.name, count)?;
+                Ok((count, replication))
+            });
+            let created = checked.and_then(|(count, replication)| {
                 if request.validate_only {
                     return Ok(count);
                 }
-                let topic_id =
-                    self.partitions
-                        .create(&mut self.wal, &self.metrics, &topic.name, count)?;
+                let topic_id = self.partitions.create(
+                    &mut self.wal,
+                    &self.metrics,
+                    &topic.name,
+                    count,
+                    replication,
+                    None,
+                )?;
                 created_topics.push((
                     index,
                     Body::CreateTopic {
@@ -321,7 +392,14 @@ impl Shard {
             match created {
                 Ok(count) => {
                     let count = i32::try_from(count).unwrap_or(i32::MAX);
-                    result = result.with_num_partitions(count).with_replication_factor(1);
+                    let factor = self
+                        .partitions
+                        .entry(&topic.name)
+                        .and_then(|entry| entry.replication)
+                        .map_or(1, |replication| replication.replicas.len());
+                    result = result
+                        .with_num_partitions(count)
+                        .with_replication_factor(i16::try_from(factor).unwrap_or(i16::MAX));
                     if let Some(state) = self.partitions.topic(&topic.name) {
                         result = result.with_topic_id(state.topic_id);
                     }
@@ -353,8 +431,17 @@ impl Shard {
         let mut results = Vec::with_capacity(names.len());
         let mut topic_ids = Vec::with_capacity(names.len());
         let mut bodies = Vec::new();
+        let follower = self
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| !cluster.is_leader());
         for (index, name) in names.into_iter().enumerate() {
-            let closed = self.close_topic(&name);
+            let closed = if follower {
+                Err(ErrorCode::NotController)
+            } else {
+                self.close_topic(&name)
+            };
             let code = closed.as_ref().err().copied().unwrap_or(ErrorCode::None);
             if closed.is_ok() {
                 bodies.push((
@@ -461,6 +548,107 @@ impl Shard {
         self.on_durable();
         self.answer_produces();
     }
+}
+
+/// A broker id on the wire.
+fn broker_id(id: u32) -> BrokerId {
+    BrokerId(i32::try_from(id).unwrap_or(i32::MAX))
+}
+
+impl Shard {
+    /// The replication of a topic created with the defaults (`None` on a single node).
+    fn default_replication(&self) -> Option<TopicReplication> {
+        let cluster = self.config.cluster.as_ref()?;
+        let defaults = &self.config.replication;
+        let count = u16::try_from(cluster.nodes.len()).unwrap_or(u16::MAX);
+        let factor = defaults.replication_factor.unwrap_or(count).min(count);
+        Some(TopicReplication::new(
+            cluster.replicas(factor),
+            &defaults.policy(),
+        ))
+    }
+
+    /// The replication a CreateTopics entry asks for: its replication factor (-1: the
+    /// default) and its configs over the node's defaults. Refused: a follower (not the
+    /// controller), a factor outside `1..=nodes`, an unknown or bad config.
+    fn topic_replication(
+        &self,
+        topic: &CreatableTopic,
+    ) -> std::result::Result<Option<TopicReplication>, ErrorCode> {
+        let Some(cluster) = &self.config.cluster else {
+            if !matches!(topic.replication_factor, -1 | 1) {
+                return Err(ErrorCode::InvalidReplicationFactor);
+            }
+            if !topic.configs.is_empty() {
+                return Err(ErrorCode::InvalidConfig);
+            }
+            return Ok(None);
+        };
+        if !cluster.is_leader() {
+            return Err(ErrorCode::NotController);
+        }
+        let nodes = cluster.nodes.len();
+        let factor = match topic.replication_factor {
+            -1 => {
+                let count = u16::try_from(nodes).unwrap_or(u16::MAX);
+                self.config.replication.replication_factor.unwrap_or(count)
+            }
+            factor => u16::try_from(factor).map_err(|_| ErrorCode::InvalidReplicationFactor)?,
+        };
+        if factor == 0 || usize::from(factor) > nodes {
+            return Err(ErrorCode::InvalidReplicationFactor);
+        }
+        let mut policy = self.config.replication.policy();
+        for config in &topic.configs {
+            let value = config
+                .value
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            apply_topic_config(&mut policy, &config.name, &value)?;
+        }
+        let replicas = cluster.replicas(factor);
+        policy
+            .validate(replicas.len())
+            .map_err(|_| ErrorCode::InvalidConfig)?;
+        Ok(Some(TopicReplication::new(replicas, &policy)))
+    }
+
+    /// The first offset consumers may not read of partition `handle`.
+    fn visible_end(&mut self, handle: PartitionHandle, durable_end: Offset) -> Offset {
+        self.partitions
+            .by_handle_mut(handle)
+            .map_or(durable_end, |(_, _, state)| {
+                state.high_watermark(durable_end)
+            })
+    }
+}
+
+/// Applies one CreateTopics config (docs/replication.md#topic-settings) to `policy`.
+fn apply_topic_config(
+    policy: &mut ringlog_replication::Policy,
+    name: &str,
+    value: &str,
+) -> std::result::Result<(), ErrorCode> {
+    let number = || value.parse::<u64>().map_err(|_| ErrorCode::InvalidConfig);
+    let count = || value.parse::<usize>().map_err(|_| ErrorCode::InvalidConfig);
+    match name {
+        "ack_mode" | "ack.mode" => {
+            policy.ack_mode =
+                ringlog_replication::AckMode::parse(value).ok_or(ErrorCode::InvalidConfig)?;
+        }
+        "semi_sync_replicas" | "semi.sync.replicas" => policy.semi_sync_replicas = count()?,
+        "semi_sync_timeout_ms" | "semi.sync.timeout.ms" => {
+            policy.semi_sync_timeout_ms = number()?;
+        }
+        "semi_sync_degrade" | "semi.sync.degrade" => {
+            policy.semi_sync_degrade = value.parse().map_err(|_| ErrorCode::InvalidConfig)?;
+        }
+        "min_insync_replicas" | "min.insync.replicas" => policy.min_insync_replicas = count()?,
+        "replica_lag_max_ms" | "replica.lag.time.max.ms" => policy.replica_lag_max_ms = number()?,
+        _ => return Err(ErrorCode::InvalidConfig),
+    }
+    Ok(())
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -16,17 +16,13 @@ use ringlog_kafka::{
     api_versions_response, encode_response, find_coordinator_error_response, ApiKey, ErrorCode,
     Request, RequestHeader, Response,
 };
-use ringlog_types::{Epoch, Offset};
+use ringlog_types::Offset;
 use ringlog_wal::PartitionHandle;
 
 use crate::connection::ConnRef;
 use crate::forward::{AnswerTo, Body};
+use crate::replica::Replica;
 use crate::shard::Shard;
-
-/// The epoch stamped into batches on this single node (no leader changes yet).
-pub(crate) const LEADER_EPOCH: Epoch = Epoch(0);
-/// This node's broker id in Metadata responses.
-pub(crate) const NODE_ID: i32 = 0;
 
 /// Bytes of batches a shard keeps parked (waiting out `Error::Backpressure`) at most; a
 /// part that would go beyond is answered REQUEST_TIMED_OUT at once.
@@ -44,6 +40,10 @@ pub(crate) struct PendingProduce {
     parked: usize,
     /// acks=0: dropped without an answer once nothing is parked.
     silent: bool,
+    /// The request's acks (-1: the topic's ack mode).
+    acks: i16,
+    /// The request's deadline (`timeout_ms` after it arrived).
+    deadline: Instant,
 }
 
 /// One partition of a Produce whose append met `Error::Backpressure`: the batches not yet
@@ -115,6 +115,8 @@ struct DurableWait {
     next_offset: Offset,
     topic_index: usize,
     partition_index: usize,
+    /// The ack id of an `acks=-1` wait on a replicated partition: its `Leader` decides.
+    ack: Option<u64>,
 }
 
 /// A Fetch (or a part of one) waiting for data (long poll).
@@ -223,18 +225,29 @@ impl Shard {
             let mut answers = Vec::with_capacity(topic.partition_data.len());
             for (partition_index, partition) in topic.partition_data.iter().enumerate() {
                 let outcome = if matches!(request.acks, -1..=1) {
-                    self.append_records(&topic.name, partition.index, partition.records.as_ref())
+                    self.append_records(
+                        &topic.name,
+                        partition.index,
+                        partition.records.as_ref(),
+                        request.acks,
+                    )
                 } else {
                     Err(ErrorCode::InvalidRequiredAcks)
                 };
                 let answer = PartitionProduceResponse::default().with_index(partition.index);
                 let answer = match outcome {
                     Ok(Appended::Done(handle, base_offset, next_offset, log_start)) => {
+                        let ack = if request.acks == -1 {
+                            self.wait_replicated(handle, next_offset, deadline)
+                        } else {
+                            None
+                        };
                         waits.push(DurableWait {
                             handle,
                             next_offset,
                             topic_index,
                             partition_index,
+                            ack,
                         });
                         answer
                             .with_base_offset(offset_i64(base_offset))
@@ -294,6 +307,8 @@ impl Shard {
             started,
             parked,
             silent,
+            acks: request.acks,
+            deadline,
         });
     }
 
@@ -306,12 +321,27 @@ impl Shard {
         topic: &TopicName,
         partition: i32,
         records: Option<&Bytes>,
+        acks: i16,
     ) -> Result<Appended, ErrorCode> {
-        let handle = self
+        let state = self
             .partitions
-            .get(topic, partition)
-            .map(|state| state.handle)
+            .get_mut(topic, partition)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let handle = state.handle;
+        let refused = match &mut state.replica {
+            Replica::Follower(_) => Some(ErrorCode::NotLeaderOrFollower),
+            Replica::Leader(leader) if acks == -1 => leader
+                .check_produce()
+                .err()
+                .map(|_| ErrorCode::NotEnoughReplicas),
+            _ => None,
+        };
+        if let Some(code) = refused {
+            if code == ErrorCode::NotEnoughReplicas {
+                self.metrics.replication.not_enough_replicas.inc();
+            }
+            return Err(code);
+        }
         let records = records.filter(|records| !records.is_empty());
         let records = records.ok_or(ErrorCode::CorruptMessage)?;
         // Validate every batch before appending any, so a bad batch leaves nothing behind.
@@ -347,10 +377,14 @@ impl Shard {
         mut batches: VecDeque<Bytes>,
     ) -> Result<Appended, ErrorCode> {
         let mut next = Offset(0);
+        let epoch = self.config.leader_epoch();
         while let Some(batch) = batches.front() {
-            let info = match self.wal.append(handle, batch, LEADER_EPOCH) {
+            let info = match self.wal.append(handle, batch, epoch) {
                 Ok(info) => info,
                 Err(ringlog_wal::Error::Backpressure { .. }) => {
+                    if first.is_some() && self.config.cluster.is_some() {
+                        self.replica_ends_moved(handle);
+                    }
                     return Ok(Appended::Parked(handle, first, batches));
                 }
                 Err(error) => return Err(wal_error_code(&error)),
@@ -358,6 +392,9 @@ impl Shard {
             batches.pop_front();
             first.get_or_insert(info.base_offset);
             next = info.next_offset;
+        }
+        if self.config.cluster.is_some() {
+            self.replica_ends_moved(handle);
         }
         let log_start = self
             .wal
@@ -436,11 +473,22 @@ impl Shard {
                 answer.base_offset = offset_i64(first);
                 answer.log_start_offset = offset_i64(log_start);
                 if !pending.silent {
+                    let (acks, deadline) = (pending.acks, pending.deadline);
+                    let ack = if acks == -1 {
+                        self.wait_replicated(part.handle, next, deadline)
+                    } else {
+                        None
+                    };
+                    let Some(pending) = self.produces.iter_mut().find(|p| p.id == part.produce)
+                    else {
+                        return;
+                    };
                     pending.waits.push(DurableWait {
                         handle: part.handle,
                         next_offset: next,
                         topic_index: part.topic_index,
                         partition_index: part.partition_index,
+                        ack,
                     });
                 }
             }
@@ -456,6 +504,9 @@ impl Shard {
     pub(crate) fn on_durable(&mut self) -> bool {
         let events: Vec<(PartitionHandle, Offset)> = self.wal.drain_durable_events().collect();
         for (handle, _) in &events {
+            if self.config.cluster.is_some() {
+                self.replica_ends_moved(*handle);
+            }
             self.partitions.publish(&self.wal, *handle);
         }
         let count = events.len() as u64;
@@ -478,11 +529,14 @@ impl Shard {
                 continue;
             }
             let ready = self.produces[index].waits.iter().all(|wait| {
-                let durable = self
-                    .wal
-                    .ends(wait.handle)
-                    .is_ok_and(|ends| ends.durable_end >= wait.next_offset);
-                durable || !matches!(self.wal.poisoned(wait.handle), Ok(None))
+                let done = match wait.ack {
+                    Some(id) => self.replication.outcome(id).is_some(),
+                    None => self
+                        .wal
+                        .ends(wait.handle)
+                        .is_ok_and(|ends| ends.durable_end >= wait.next_offset),
+                };
+                done || !matches!(self.wal.poisoned(wait.handle), Ok(None))
             });
             if !ready {
                 index += 1;
@@ -490,6 +544,19 @@ impl Shard {
             }
             let mut pending = self.produces.swap_remove(index);
             for wait in &pending.waits {
+                if let Some(id) = wait.ack {
+                    let outcome = self.replication.outcome(id);
+                    self.replication.forget(id);
+                    let code = self.ack_outcome_code(outcome, wait.handle);
+                    if code != ErrorCode::None {
+                        self.metrics.error(code);
+                        let answer = &mut pending.response.responses[wait.topic_index]
+                            .partition_responses[wait.partition_index];
+                        answer.error_code = code.code();
+                        answer.base_offset = -1;
+                    }
+                    continue;
+                }
                 let durable = self
                     .wal
                     .ends(wait.handle)
@@ -520,6 +587,41 @@ impl Shard {
                     split,
                     part,
                 } => self.answer_part(origin, split, part, Body::Produced(pending.response)),
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// The error code (NONE if acknowledged) of an `acks=-1` wait's outcome, counted; no
+    /// outcome means the partition was fenced before one was decided.
+    fn ack_outcome_code(
+        &mut self,
+        outcome: Option<ringlog_replication::AckOutcome>,
+        handle: PartitionHandle,
+    ) -> ErrorCode {
+        use ringlog_replication::{AckError, AckOutcome};
+        let counters = &self.metrics.replication;
+        match outcome {
+            Some(AckOutcome::Acked) => ErrorCode::None,
+            Some(AckOutcome::Degraded) => {
+                counters.degraded_acks.inc();
+                tracing::warn!(?handle, "semi-sync ack degraded to async after its timeout");
+                ErrorCode::None
+            }
+            Some(AckOutcome::Failed(error)) => {
+                match error {
+                    AckError::NotEnoughReplicas => counters.not_enough_replicas.inc(),
+                    AckError::NotEnoughReplicasAfterAppend => {
+                        counters.not_enough_replicas_after_append.inc();
+                    }
+                    AckError::TimedOut => counters.acks_timed_out.inc(),
+                }
+                crate::replica::ack_error_code(error)
+            }
+            None => {
+                self.partitions.publish(&self.wal, handle);
+                ErrorCode::KafkaStorageError
             }
         }
     }

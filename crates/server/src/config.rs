@@ -60,6 +60,147 @@ pub struct Config {
     pub connection_requests_max: usize,
     /// Open connections per shard; further connections are closed at once.
     pub connections_max: usize,
+    /// The replicated cluster this node belongs to; `None`: a single node (every partition
+    /// led here, `acks=-1` means durable on this node).
+    pub cluster: Option<ClusterConfig>,
+    /// Replication settings of topics created without their own (`docs/replication.md`).
+    pub replication: ReplicationDefaults,
+}
+
+/// A static cluster (DESIGN.md section 5, static mode): its nodes and the fixed leader.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Name shared by every node; a replica of another cluster is refused at the handshake.
+    pub id: String,
+    /// This node's id (one of `nodes`).
+    pub node_id: u32,
+    /// The node that leads every partition.
+    pub leader: u32,
+    /// The leader epoch stamped into every batch; raise it when the leader changes.
+    #[serde(default)]
+    pub epoch: u32,
+    /// Every node of the cluster, this one included.
+    pub nodes: Vec<NodeAddresses>,
+}
+
+/// Where a node serves clients and replicas.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddresses {
+    /// The node id (Kafka's broker id).
+    pub id: u32,
+    /// The Kafka-protocol address clients use (Metadata advertises it).
+    pub client: SocketAddr,
+    /// The internal replication address (the leader listens on it, followers connect).
+    pub replication: SocketAddr,
+}
+
+/// Defaults of the per-topic replication settings (CreateTopics configs override them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationDefaults {
+    /// What `acks=-1` waits for: `async`, `semi-sync`, `quorum` or `sync`.
+    pub ack_mode: String,
+    /// Replicas of each partition, leader included; `None`: every node of the cluster.
+    pub replication_factor: Option<u16>,
+    /// Followers a `semi-sync` ack waits for.
+    pub semi_sync_replicas: usize,
+    /// How long a `semi-sync` ack waits for its followers.
+    pub semi_sync_timeout_ms: u64,
+    /// After the timeout: acknowledge as `async` (counted and logged) instead of failing.
+    pub semi_sync_degrade: bool,
+    /// Smallest ISR a `sync` write is accepted with (Kafka's `min.insync.replicas`).
+    pub min_insync_replicas: usize,
+    /// A follower not caught up for longer leaves the ISR.
+    pub replica_lag_max_ms: u64,
+    /// Bytes a follower asks for per fetch.
+    pub fetch_max_bytes: u32,
+    /// How long a follower's fetch waits at the leader for new data.
+    pub fetch_wait_ms: u32,
+}
+
+impl Default for ReplicationDefaults {
+    fn default() -> ReplicationDefaults {
+        let policy = ringlog_replication::Policy::default();
+        ReplicationDefaults {
+            ack_mode: policy.ack_mode.name().to_string(),
+            replication_factor: None,
+            semi_sync_replicas: policy.semi_sync_replicas,
+            semi_sync_timeout_ms: policy.semi_sync_timeout_ms,
+            semi_sync_degrade: policy.semi_sync_degrade,
+            min_insync_replicas: policy.min_insync_replicas,
+            replica_lag_max_ms: policy.replica_lag_max_ms,
+            fetch_max_bytes: 4 * 1024 * 1024,
+            fetch_wait_ms: 500,
+        }
+    }
+}
+
+impl ReplicationDefaults {
+    /// The default policy; `validate` guarantees that the ack mode parses.
+    pub fn policy(&self) -> ringlog_replication::Policy {
+        ringlog_replication::Policy {
+            ack_mode: ringlog_replication::AckMode::parse(&self.ack_mode)
+                .unwrap_or(ringlog_replication::AckMode::Sync),
+            semi_sync_replicas: self.semi_sync_replicas,
+            semi_sync_timeout_ms: self.semi_sync_timeout_ms,
+            semi_sync_degrade: self.semi_sync_degrade,
+            min_insync_replicas: self.min_insync_replicas,
+            replica_lag_max_ms: self.replica_lag_max_ms,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The addresses of node `id`.
+    pub fn node(&self, id: u32) -> Option<&NodeAddresses> {
+        self.nodes.iter().find(|node| node.id == id)
+    }
+
+    /// True if this node leads every partition.
+    pub fn is_leader(&self) -> bool {
+        self.node_id == self.leader
+    }
+
+    /// The replicas of a topic of `replication_factor`: the leader, then the nodes after it
+    /// in configuration order (wrapping around).
+    pub fn replicas(&self, replication_factor: u16) -> Vec<u32> {
+        let count = usize::from(replication_factor).min(self.nodes.len());
+        let start = self
+            .nodes
+            .iter()
+            .position(|node| node.id == self.leader)
+            .unwrap_or(0);
+        (0..count)
+            .map(|step| self.nodes[(start + step) % self.nodes.len()].id)
+            .collect()
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.id.is_empty() || self.id.len() > 32 {
+            return Err(format!("cluster.id {:?} must be 1 to 32 bytes", self.id));
+        }
+        let mut ids: Vec<u32> = self.nodes.iter().map(|node| node.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.nodes.len() {
+            return Err("cluster.nodes has two nodes with one id".to_string());
+        }
+        if self.node(self.node_id).is_none() {
+            return Err(format!(
+                "cluster.node_id {} is not in cluster.nodes",
+                self.node_id
+            ));
+        }
+        if self.node(self.leader).is_none() {
+            return Err(format!(
+                "cluster.leader {} is not in cluster.nodes",
+                self.leader
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -80,6 +221,8 @@ impl Default for Config {
             retention_bytes: None,
             connection_requests_max: 128,
             connections_max: 4096,
+            cluster: None,
+            replication: ReplicationDefaults::default(),
         }
     }
 }
@@ -183,6 +326,33 @@ impl Config {
         if self.connection_requests_max == 0 || self.connections_max == 0 {
             return invalid("connection_requests_max and connections_max must be >= 1".into());
         }
+        if ringlog_replication::AckMode::parse(&self.replication.ack_mode).is_none() {
+            return invalid(format!(
+                "replication.ack_mode={:?} is none of async, semi-sync, quorum, sync",
+                self.replication.ack_mode
+            ));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate().or_else(invalid)?;
+            if self.cores != 1 {
+                return invalid(format!(
+                    "cores={}: a replicated node runs one shard in this release (cores = 1)",
+                    self.cores
+                ));
+            }
+            let replicas = self
+                .replication
+                .replication_factor
+                .map_or(cluster.nodes.len(), |rf| {
+                    usize::from(rf).min(cluster.nodes.len())
+                });
+            self.replication
+                .policy()
+                .validate(replicas)
+                .map_err(|reason| Error::ConfigInvalid {
+                    reason: format!("replication: {reason}"),
+                })?;
+        }
         Ok(())
     }
 
@@ -194,6 +364,16 @@ impl Config {
     /// The address clients are told to connect to.
     pub fn advertised(&self) -> SocketAddr {
         self.advertised_listen.unwrap_or(self.listen)
+    }
+
+    /// This node's broker id: its cluster node id, or 0 alone.
+    pub fn node_id(&self) -> u32 {
+        self.cluster.as_ref().map_or(0, |cluster| cluster.node_id)
+    }
+
+    /// The epoch stamped into batches.
+    pub fn leader_epoch(&self) -> ringlog_types::Epoch {
+        ringlog_types::Epoch(self.cluster.as_ref().map_or(0, |cluster| cluster.epoch))
     }
 
     /// The longest a Fetch may wait.

@@ -26,8 +26,31 @@ pub(crate) struct ConnRef {
     pub generation: u32,
 }
 
+/// What a connection carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnKind {
+    /// A Kafka client's requests (the default).
+    Kafka,
+    /// A follower's replication frames, on the leader; the follower's node id once it said
+    /// hello.
+    ReplicaIn { follower: Option<u32> },
+    /// This follower's link to its leader: the topic poll, or one partition's fetches. Its
+    /// slots hold the frames going out, in order.
+    ReplicaOut(OutLink),
+}
+
+/// What an outgoing replication connection serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OutLink {
+    /// Hello, then the topic list polls.
+    Control,
+    /// Hello, then the fetches and durable reports of one partition.
+    Partition { topic: String, partition: u32 },
+}
+
 /// A client connection.
 pub(crate) struct Connection {
+    pub kind: ConnKind,
     pub fd: Arc<OwnedFd>,
     pub generation: u32,
     pub peer: String,
@@ -43,11 +66,16 @@ pub(crate) struct Connection {
     head_sequence: u64,
     /// Set when the connection is being closed: nothing more is read or answered.
     pub closing: bool,
+    /// Close once every ready response is sent (a refused replication handshake).
+    pub close_after_send: bool,
+    /// `close` has run once (an outgoing link was told it is gone).
+    pub link_released: bool,
 }
 
 impl Connection {
     pub fn new(fd: OwnedFd, generation: u32, peer: String) -> Connection {
         Connection {
+            kind: ConnKind::Kafka,
             fd: Arc::new(fd),
             generation,
             peer,
@@ -58,6 +86,8 @@ impl Connection {
             slots: VecDeque::new(),
             head_sequence: 0,
             closing: false,
+            close_after_send: false,
+            link_released: false,
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Records are the log's own bytes: tail parts are `Bytes` that own an `Arc` of the tail
 //! buffer, disk parts own the aligned buffer they were read into; neither is copied on the
-//! way to the socket (`Bytes::from_owner`, then one gather send). Reads stop at the durable
-//! end, which is the high watermark on a single node; `read_committed` reads the same
+//! way to the socket (`Bytes::from_owner`, then one gather send). Reads stop at the high
+//! watermark (the durable end on a single node; `crate::replica` in a cluster); `read_committed` reads the same
 //! (no transactions). An offset outside `[log_start, log_end]` is OFFSET_OUT_OF_RANGE.
 
 use std::ops::Range;
@@ -39,7 +39,8 @@ impl AsRef<[u8]> for DiskBytes {
     }
 }
 
-fn part_bytes(part: ReadPart) -> Bytes {
+/// A read part as `Bytes` that own the log's buffer (no copy).
+pub(crate) fn part_bytes(part: ReadPart) -> Bytes {
     match part {
         ReadPart::Tail { buf, range } => Bytes::from_owner(TailBytes(buf, range)),
         ReadPart::Disk { buf, range } => Bytes::from_owner(DiskBytes(buf, range)),
@@ -163,18 +164,16 @@ impl Shard {
         fetch_offset: i64,
         limit_bytes: usize,
     ) -> FetchPartitionResponse {
-        let Some(handle) = self
-            .partitions
-            .get(topic, partition)
-            .map(|state| state.handle)
-        else {
+        let Some(state) = self.partitions.get(topic, partition) else {
             return FetchPartitionResponse::error(partition, ErrorCode::UnknownTopicOrPartition);
         };
+        let handle = state.handle;
         let Ok(ends) = self.wal.ends(handle) else {
             return FetchPartitionResponse::error(partition, ErrorCode::UnknownTopicOrPartition);
         };
+        let high_watermark = state.high_watermark(ends.durable_end);
         let mut answer = FetchPartitionResponse::error(partition, ErrorCode::None);
-        answer.high_watermark = offset_i64(ends.durable_end);
+        answer.high_watermark = offset_i64(high_watermark);
         answer.last_stable_offset = answer.high_watermark;
         answer.log_start_offset = offset_i64(ends.log_start);
         let in_range = u64::try_from(fetch_offset)
@@ -184,10 +183,13 @@ impl Shard {
             answer.error_code = ErrorCode::OffsetOutOfRange;
             return answer;
         };
-        if limit_bytes == 0 || from >= ends.durable_end.0 {
+        if limit_bytes == 0 || from >= high_watermark.0 {
             return answer;
         }
-        match self.wal.read(handle, Offset(from), limit_bytes, None) {
+        match self
+            .wal
+            .read(handle, Offset(from), limit_bytes, Some(high_watermark))
+        {
             Ok(read) => answer.records = read.parts.into_iter().map(part_bytes).collect(),
             Err(error) => {
                 tracing::warn!(topic, partition, %error, "fetch read failed");

@@ -36,6 +36,7 @@ mod http;
 pub mod metrics;
 mod node;
 mod partitions;
+mod replica;
 mod shard;
 mod split;
 pub mod topics;

@@ -92,6 +92,67 @@ pub struct PartitionGauges {
     pub high_watermark: AtomicU64,
     /// True once the partition is fenced after a storage error.
     pub fenced: AtomicBool,
+    /// ISR size (leader included), on the leader of a replicated partition; 0 elsewhere.
+    pub isr_size: AtomicU64,
+    /// Each follower's progress, on the leader of a replicated partition.
+    pub followers: std::sync::Mutex<Vec<FollowerGauge>>,
+}
+
+/// One follower of a partition, as its leader sees it.
+#[derive(Clone, Debug, Default)]
+pub struct FollowerGauge {
+    /// The follower's node id.
+    pub node_id: u32,
+    /// Records the follower has not fetched (leader log end - its fetch offset).
+    pub lag_records: u64,
+    /// Milliseconds since the follower was last caught up.
+    pub lag_ms: u64,
+    /// The follower's reported durable end.
+    pub durable_end: u64,
+    /// 1 if in the ISR.
+    pub in_isr: bool,
+}
+
+/// A counter of the replication layer.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `count`.
+    pub fn add(&self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Replication counters of a node (docs/replication.md#metrics).
+#[derive(Default)]
+pub struct ReplicationMetrics {
+    /// `semi-sync` acks sent as `async` after the timeout (`semi_sync_degrade`).
+    pub degraded_acks: Counter,
+    /// `acks=-1` produces refused before the append: the ISR is below `min_insync_replicas`.
+    pub not_enough_replicas: Counter,
+    /// `acks=-1` produces appended but not acknowledged by enough replicas.
+    pub not_enough_replicas_after_append: Counter,
+    /// `acks=-1` produces whose ack mode was not met within the request's timeout.
+    pub acks_timed_out: Counter,
+    /// Followers that left an ISR.
+    pub isr_shrinks: Counter,
+    /// Followers that joined an ISR.
+    pub isr_expands: Counter,
+    /// Record bytes sent to followers.
+    pub bytes_out: Counter,
+    /// Record bytes received from the leader.
+    pub bytes_in: Counter,
 }
 
 /// Everything a node measures.
@@ -118,6 +179,8 @@ pub struct Metrics {
     pub connections_rejected: AtomicU64,
     /// Commit cycles that made a partition's durable end move.
     pub commits: AtomicU64,
+    /// Replication counters.
+    pub replication: ReplicationMetrics,
     partitions: RwLock<Vec<Arc<PartitionGauges>>>,
 }
 
@@ -152,6 +215,8 @@ impl Metrics {
             durable_end: AtomicU64::new(0),
             high_watermark: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
+            isr_size: AtomicU64::new(0),
+            followers: std::sync::Mutex::new(Vec::new()),
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.push(gauges.clone());
@@ -228,7 +293,115 @@ impl Metrics {
             .render(&mut out, "ringlog_produce_durable_seconds", "");
         self.render_errors(&mut out);
         self.render_partitions(&mut out);
+        self.render_replication(&mut out);
         out
+    }
+
+    fn render_replication(&self, out: &mut String) {
+        let counters: [(&str, &str, &Counter); 8] = [
+            (
+                "ringlog_degraded_acks_total",
+                "semi-sync acks sent as async after semi_sync_timeout_ms.",
+                &self.replication.degraded_acks,
+            ),
+            (
+                "ringlog_not_enough_replicas_total",
+                "acks=-1 produces refused: ISR below min_insync_replicas.",
+                &self.replication.not_enough_replicas,
+            ),
+            (
+                "ringlog_not_enough_replicas_after_append_total",
+                "acks=-1 produces appended but not acknowledged by enough replicas.",
+                &self.replication.not_enough_replicas_after_append,
+            ),
+            (
+                "ringlog_acks_timed_out_total",
+                "acks=-1 produces whose ack mode was not met within timeout_ms.",
+                &self.replication.acks_timed_out,
+            ),
+            (
+                "ringlog_isr_shrinks_total",
+                "Followers that left an ISR.",
+                &self.replication.isr_shrinks,
+            ),
+            (
+                "ringlog_isr_expands_total",
+                "Followers that joined an ISR.",
+                &self.replication.isr_expands,
+            ),
+            (
+                "ringlog_replication_bytes_out_total",
+                "Record bytes sent to followers.",
+                &self.replication.bytes_out,
+            ),
+            (
+                "ringlog_replication_bytes_in_total",
+                "Record bytes received from the leader.",
+                &self.replication.bytes_in,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
+        }
+        let Ok(partitions) = self.partitions.read() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP ringlog_partition_isr_size ISR size, leader included (on the leader).\n\
+             # TYPE ringlog_partition_isr_size gauge"
+        );
+        for gauges in partitions.iter() {
+            let _ = writeln!(
+                out,
+                "ringlog_partition_isr_size{{partition=\"{}\"}} {}",
+                gauges.name,
+                gauges.isr_size.load(Ordering::Relaxed)
+            );
+        }
+        let series: [FollowerSeries; 4] = [
+            (
+                "ringlog_follower_lag_records",
+                "Records a follower has not fetched.",
+                |f| f.lag_records,
+            ),
+            (
+                "ringlog_follower_lag_ms",
+                "Milliseconds since a follower was last caught up.",
+                |f| f.lag_ms,
+            ),
+            (
+                "ringlog_follower_durable_end",
+                "A follower's reported durable end.",
+                |f| f.durable_end,
+            ),
+            (
+                "ringlog_follower_in_isr",
+                "1 if the follower is in the ISR.",
+                |f| u64::from(f.in_isr),
+            ),
+        ];
+        for (name, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for gauges in partitions.iter() {
+                let Ok(followers) = gauges.followers.lock() else {
+                    continue;
+                };
+                for follower in followers.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{partition=\"{}\",follower=\"{}\"}} {}",
+                        gauges.name,
+                        follower.node_id,
+                        value(follower)
+                    );
+                }
+            }
+        }
     }
 
     fn render_requests(&self, out: &mut String) {
@@ -313,6 +486,9 @@ impl Metrics {
         }
     }
 }
+
+/// A follower gauge: metric name, help text, and how to read it.
+type FollowerSeries = (&'static str, &'static str, fn(&FollowerGauge) -> u64);
 
 /// A partition gauge: metric name, help text, and how to read it.
 type Series = (&'static str, &'static str, fn(&PartitionGauges) -> u64);

@@ -67,6 +67,20 @@ impl Node {
         for _ in 1..config.cores {
             listeners.push(OwnedFd::from(bind_reuseport(listen)?));
         }
+        // A cluster node (one shard, checked by `Config::validate`) listens for replicas.
+        let mut replication_listener = match &config.cluster {
+            Some(cluster) => {
+                let address = cluster
+                    .node(cluster.node_id)
+                    .map(|node| node.replication)
+                    .ok_or_else(|| Error::ConfigInvalid {
+                        reason: "cluster.node_id is not in cluster.nodes".to_string(),
+                    })?;
+                refuse_busy_listen(address)?;
+                Some(OwnedFd::from(bind_reuseport(address)?))
+            }
+            None => None,
+        };
         let registry = load_registry(&config)?;
         let mesh = Arc::new(Mesh::new(config.cores));
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -80,7 +94,12 @@ impl Node {
                 mesh: mesh.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             };
-            match spawn_shard(index, listener, shared) {
+            let replication = if index == 0 {
+                replication_listener.take()
+            } else {
+                None
+            };
+            match spawn_shard(index, (listener, replication), shared) {
                 Ok(shard) => starting.push(shard),
                 Err(error) => {
                     // Dropping the senders tells the shards already open to close again.
@@ -224,7 +243,11 @@ struct Starting {
     go: mpsc::SyncSender<Vec<RawFd>>,
 }
 
-fn spawn_shard(index: usize, listener: OwnedFd, shared: Shared) -> Result<Starting> {
+fn spawn_shard(
+    index: usize,
+    listener: (OwnedFd, Option<OwnedFd>),
+    shared: Shared,
+) -> Result<Starting> {
     let (ready_sender, ready_receiver) = mpsc::sync_channel::<Result<RawFd>>(1);
     let (go_sender, go_receiver) = mpsc::sync_channel::<Vec<RawFd>>(1);
     let name = format!("shard-{index}");

@@ -20,6 +20,7 @@ use ringlog_wal::{PartitionHandle, Wal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, PartitionGauges};
+use crate::replica::Replica;
 use crate::split::owner;
 use crate::topics::{parse_topic_id, partition_name, valid_name, Registry, PARTITIONS_MAX};
 use crate::trash;
@@ -31,6 +32,20 @@ pub(crate) type SharedRegistry = Arc<Mutex<Registry>>;
 pub(crate) struct PartitionState {
     pub handle: PartitionHandle,
     pub gauges: Arc<PartitionGauges>,
+    /// Its role in replication.
+    pub replica: Replica,
+}
+
+impl PartitionState {
+    /// The first offset consumers may not read yet: the durable end alone, the high
+    /// watermark in a cluster (DESIGN.md section 4).
+    pub fn high_watermark(&self, durable_end: ringlog_types::Offset) -> ringlog_types::Offset {
+        match &self.replica {
+            Replica::Alone => durable_end,
+            Replica::Leader(leader) => leader.high_watermark().min(durable_end),
+            Replica::Follower(link) => link.core.high_watermark().min(durable_end),
+        }
+    }
 }
 
 /// A topic with the partitions this shard owns (`None` for the other shards' partitions).
@@ -52,6 +67,8 @@ pub(crate) struct Partitions {
     topics: BTreeMap<String, TopicState>,
     shard: usize,
     cores: usize,
+    /// This node's id, in a cluster.
+    node_id: Option<u32>,
 }
 
 /// Loads the registry and finishes the deletions a crash interrupted; once per node, before
@@ -76,10 +93,11 @@ impl Partitions {
     pub fn open(
         registry: SharedRegistry,
         shard: usize,
-        cores: usize,
+        config: &Config,
         wal: &mut Wal,
         metrics: &Metrics,
     ) -> Result<Partitions> {
+        let cores = config.cores;
         let entries: Vec<(String, u32, String)> = lock(&registry)
             .iter()
             .map(|(name, entry)| (name.clone(), entry.partitions, entry.topic_id.clone()))
@@ -89,6 +107,7 @@ impl Partitions {
             topics: BTreeMap::new(),
             shard,
             cores,
+            node_id: config.cluster.as_ref().map(|cluster| cluster.node_id),
         };
         for (name, count, topic_id) in entries {
             let opened = partitions.open_owned(wal, metrics, &name, count)?;
@@ -111,10 +130,17 @@ impl Partitions {
         name: &str,
         count: u32,
     ) -> Result<Vec<Option<PartitionState>>> {
+        let replication = lock(&self.registry)
+            .get(name)
+            .and_then(|entry| entry.replication.clone());
         let mut opened = Vec::new();
         for partition in 0..count {
             if owner(name, partition, self.cores) == self.shard {
-                opened.push(Some(open_partition(wal, metrics, name, partition)?));
+                let mut state = open_partition(wal, metrics, name, partition)?;
+                if let (Some(node_id), Some(replication)) = (self.node_id, &replication) {
+                    state.replica = Replica::new(wal, state.handle, node_id, replication, name)?;
+                }
+                opened.push(Some(state));
             } else {
                 opened.push(None);
             }
@@ -136,6 +162,53 @@ impl Partitions {
     pub fn get(&self, name: &str, partition: i32) -> Option<&PartitionState> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get(name)?.partitions.get(index)?.as_ref()
+    }
+
+    /// Partition `partition` of topic `name`, if this shard owns it.
+    pub fn get_mut(&mut self, name: &str, partition: i32) -> Option<&mut PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics
+            .get_mut(name)?
+            .partitions
+            .get_mut(index)?
+            .as_mut()
+    }
+
+    /// The open partition with log handle `handle`, with its topic name and index.
+    pub fn by_handle_mut(
+        &mut self,
+        handle: PartitionHandle,
+    ) -> Option<(&str, u32, &mut PartitionState)> {
+        self.topics.iter_mut().find_map(|(name, topic)| {
+            (0u32..)
+                .zip(topic.partitions.iter_mut())
+                .find_map(|(index, state)| {
+                    let state = state.as_mut().filter(|state| state.handle == handle)?;
+                    Some((name.as_str(), index, state))
+                })
+        })
+    }
+
+    /// Every open partition, with its topic name and index.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, u32, &mut PartitionState)> {
+        self.topics.iter_mut().flat_map(|(name, topic)| {
+            (0u32..)
+                .zip(topic.partitions.iter_mut())
+                .filter_map(move |(index, state)| Some((name.as_str(), index, state.as_mut()?)))
+        })
+    }
+
+    /// The registry entry of topic `name`.
+    pub fn entry(&self, name: &str) -> Option<crate::topics::TopicEntry> {
+        lock(&self.registry).get(name).cloned()
+    }
+
+    /// Every registered topic with its entry.
+    pub fn entries(&self) -> Vec<(String, crate::topics::TopicEntry)> {
+        lock(&self.registry)
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.clone()))
+            .collect()
     }
 
     /// The shard that serves partition `partition` of `name`: its owner, or this shard for
@@ -162,12 +235,19 @@ impl Partitions {
         metrics: &Metrics,
         name: &str,
         partitions: u32,
+        replication: Option<crate::topics::TopicReplication>,
+        topic_id: Option<String>,
     ) -> std::result::Result<String, ErrorCode> {
         let entry = {
             let mut registry = lock(&self.registry);
             let count = i64::from(partitions);
             check_create(&registry, &self.topics, name, count)?;
-            registry.insert(name, partitions).map_err(|error| {
+            let entry = crate::topics::TopicEntry {
+                partitions,
+                topic_id: topic_id.unwrap_or_else(crate::topics::new_topic_id),
+                replication,
+            };
+            registry.insert_entry(name, entry).map_err(|error| {
                 tracing::error!(topic = name, %error, "cannot store the new topic");
                 ErrorCode::KafkaStorageError
             })?
@@ -309,10 +389,31 @@ pub(crate) fn publish_ends(wal: &Wal, state: &PartitionState) {
         state
             .gauges
             .high_watermark
-            .store(ends.durable_end.0, Ordering::Relaxed);
+            .store(state.high_watermark(ends.durable_end).0, Ordering::Relaxed);
     }
     let fenced = matches!(wal.poisoned(state.handle), Ok(Some(_)));
     state.gauges.fenced.store(fenced, Ordering::Relaxed);
+    if let Replica::Leader(leader) = &state.replica {
+        let now = crate::replica::time_of(std::time::Instant::now());
+        let isr = leader.isr().len();
+        state
+            .gauges
+            .isr_size
+            .store(u64::try_from(isr).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let followers = leader
+            .followers()
+            .map(|(id, progress)| crate::metrics::FollowerGauge {
+                node_id: id.0,
+                lag_records: leader.log_end().0.saturating_sub(progress.fetch_offset.0),
+                lag_ms: now.ms_since(progress.last_caught_up),
+                durable_end: progress.durable_end.0,
+                in_isr: progress.in_isr,
+            })
+            .collect();
+        if let Ok(mut gauges) = state.gauges.followers.lock() {
+            *gauges = followers;
+        }
+    }
 }
 
 /// Finishes the deletions a crash interrupted: a trash directory whose topic is still in the
@@ -352,6 +453,7 @@ fn open_partition(
     let state = PartitionState {
         handle,
         gauges: metrics.add_partition(&name),
+        replica: Replica::Alone,
     };
     publish_ends(wal, &state);
     Ok(state)

@@ -31,11 +31,12 @@ use ringlog_wal::{Wal, EXTERNAL_TAG_MIN};
 
 use crate::api::{ParkedFetch, ParkedProduces, PendingProduce};
 use crate::config::Config;
-use crate::connection::{ConnRef, Connection};
+use crate::connection::{ConnKind, ConnRef, Connection};
 use crate::error::{Error, Result};
 use crate::forward::{Forwarding, Mesh};
 use crate::metrics::Metrics;
 use crate::partitions::{Partitions, SharedRegistry};
+use crate::replica::ReplicationIo;
 
 /// Longest the loop sleeps without looking at the stop flag.
 const LOOP_WAKE_MAX: Duration = Duration::from_millis(50);
@@ -96,8 +97,10 @@ pub(crate) struct Shard {
     pub metrics: Arc<Metrics>,
     pub partitions: Partitions,
     listener: Arc<OwnedFd>,
+    /// The replication listener (on a node of a cluster).
+    replication_listener: Option<Arc<OwnedFd>>,
     accepting: bool,
-    stop: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
     connections: Vec<Option<Connection>>,
     free_slots: Vec<usize>,
     next_generation: u32,
@@ -106,6 +109,7 @@ pub(crate) struct Shard {
     pub fetches: Vec<ParkedFetch>,
     completions: Vec<Completion>,
     pub forwarding: Forwarding,
+    pub replication: ReplicationIo,
 }
 
 impl Shard {
@@ -114,13 +118,14 @@ impl Shard {
     /// shard cannot serve until [`connect`](Self::connect) gave it theirs.
     pub fn open(
         index: usize,
-        listener: OwnedFd,
+        listeners: (OwnedFd, Option<OwnedFd>),
         config: Arc<Config>,
         stop: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
         shared: (SharedRegistry, Arc<Mesh>),
     ) -> Result<Shard> {
         let (registry, mesh) = shared;
+        let (listener, replication_listener) = listeners;
         let mut wal = Wal::new(config.wal_config())?;
         if config.cores > 1 && !wal.ring_mut().supports(OptionalOpcode::MsgRing) {
             return Err(Error::ConfigInvalid {
@@ -131,7 +136,7 @@ impl Shard {
                 ),
             });
         }
-        let partitions = Partitions::open(registry, index, config.cores, &mut wal, &metrics)?;
+        let partitions = Partitions::open(registry, index, &config, &mut wal, &metrics)?;
         let ring_fds = vec![wal.ring_mut().ring_fd(); config.cores];
         Ok(Shard {
             forwarding: Forwarding::new(mesh, ring_fds),
@@ -141,6 +146,7 @@ impl Shard {
             metrics,
             partitions,
             listener: Arc::new(listener),
+            replication_listener: replication_listener.map(Arc::new),
             accepting: false,
             stop,
             connections: Vec::new(),
@@ -150,6 +156,7 @@ impl Shard {
             parked: ParkedProduces::default(),
             fetches: Vec::new(),
             completions: Vec::new(),
+            replication: ReplicationIo::default(),
         })
     }
 
@@ -167,6 +174,7 @@ impl Shard {
     /// Serves until the stop flag is raised, then stops cleanly.
     pub fn run(&mut self) -> Result<()> {
         self.arm_accept();
+        self.arm_replication_accept();
         self.metrics.shards_up.fetch_add(1, Ordering::Relaxed);
         let result = self.serve();
         self.metrics.shards_up.fetch_sub(1, Ordering::Relaxed);
@@ -197,14 +205,16 @@ impl Shard {
         self.drain_inbound();
         self.retry_parked(Instant::now());
         let moved = self.on_durable();
+        self.drive_replication(Instant::now());
         self.answer_produces();
+        let moved = moved || std::mem::take(&mut self.replication.hw_moved);
         self.answer_fetches(moved, Instant::now());
         self.wal.poll()?;
         self.flush_outboxes();
         Ok(())
     }
 
-    fn wait_timeout(&self) -> Duration {
+    fn wait_timeout(&mut self) -> Duration {
         if self.forwarding.backlogged() {
             return BACKLOG_RETRY;
         }
@@ -215,6 +225,10 @@ impl Shard {
             .map(|fetch| fetch.deadline.saturating_duration_since(now))
             .min()
             .map_or(LOOP_WAKE_MAX, |until| until.min(LOOP_WAKE_MAX));
+        let wake = match self.replication_wake() {
+            Some(at) => wake.min(at.saturating_duration_since(now)),
+            None => wake,
+        };
         match self.parked.deadline() {
             // The log may free room without a completion of ours (a spare segment filled).
             Some(deadline) => wake
@@ -233,6 +247,12 @@ impl Shard {
             socket_tag(KIND_ACCEPT, accept_ref()),
             socket_tag(KIND_CANCEL, accept_ref()),
         );
+        if self.replication_listener.is_some() {
+            let _ = self.wal.ring_mut().cancel(
+                socket_tag(KIND_ACCEPT, replication_accept_ref()),
+                socket_tag(KIND_CANCEL, replication_accept_ref()),
+            );
+        }
         let deadline = Instant::now() + STOP_GRACE;
         for index in 0..self.connections.len() {
             if let Some(connection) = self.connections[index].as_mut() {
@@ -245,6 +265,7 @@ impl Shard {
             for fetch in &mut self.fetches {
                 fetch.deadline = fetch.deadline.min(now);
             }
+            self.release_replication();
             self.step()?;
             let busy = self.wal.is_committing()
                 || !self.produces.is_empty()
@@ -278,6 +299,16 @@ impl Shard {
         }
     }
 
+    fn arm_replication_accept(&mut self) {
+        let Some(listener) = self.replication_listener.clone() else {
+            return;
+        };
+        let tag = socket_tag(KIND_ACCEPT, replication_accept_ref());
+        if let Err(error) = self.wal.ring_mut().accept_multishot(&listener, tag) {
+            tracing::error!(shard = self.index, %error, "cannot arm the replication accept");
+        }
+    }
+
     fn on_completion(&mut self, mut completion: Completion) {
         if completion.foreign {
             // Another shard's wake-up: its messages are drained on every turn.
@@ -285,7 +316,7 @@ impl Shard {
         }
         let (kind, connection) = untag(completion.tag);
         match kind {
-            KIND_ACCEPT => self.on_accept(&mut completion),
+            KIND_ACCEPT => self.on_accept(&mut completion, connection.index == 1),
             KIND_RECV => self.on_recv(connection, completion),
             KIND_SEND => self.on_send(connection, completion),
             KIND_WAKE => {
@@ -300,22 +331,32 @@ impl Shard {
         }
     }
 
-    fn on_accept(&mut self, completion: &mut Completion) {
+    fn on_accept(&mut self, completion: &mut Completion, replication: bool) {
         if let Some(fd) = completion.take_accepted() {
-            self.add_connection(fd);
+            let added = self.add_connection(fd);
+            if let (true, Some(target)) = (replication, added) {
+                if let Some(connection) = self.connection_mut(target) {
+                    connection.kind = ConnKind::ReplicaIn { follower: None };
+                }
+            }
         } else if let Err(error) = &completion.result {
             tracing::warn!(shard = self.index, %error, "accept failed");
         }
         if !completion.more && !self.stop.load(Ordering::Relaxed) {
-            self.arm_accept();
+            if replication {
+                self.arm_replication_accept();
+            } else {
+                self.arm_accept();
+            }
         }
     }
 
-    fn add_connection(&mut self, fd: OwnedFd) {
+    /// Adds a connection and starts receiving on it.
+    pub(crate) fn add_connection(&mut self, fd: OwnedFd) -> Option<ConnRef> {
         let open = self.connections.len() - self.free_slots.len();
         if open >= self.config.connections_max {
             tracing::warn!(shard = self.index, open, "connections_max reached; closing");
-            return;
+            return None;
         }
         let peer = socket2::SockRef::from(&fd)
             .peer_addr()
@@ -345,7 +386,9 @@ impl Shard {
         self.metrics
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
-        self.arm_recv(ConnRef { index, generation });
+        let target = ConnRef { index, generation };
+        self.arm_recv(target);
+        Some(target)
     }
 
     pub fn connection_mut(&mut self, connection: ConnRef) -> Option<&mut Connection> {
@@ -423,6 +466,12 @@ impl Shard {
             if connection.closing || connection.pending_count() >= requests_max {
                 return;
             }
+            if connection.kind != ConnKind::Kafka {
+                if !self.process_replication_input(target) {
+                    return;
+                }
+                continue;
+            }
             let size = match frame_length(&connection.input, size_max) {
                 Ok(Some(size)) => size,
                 Ok(None) => return,
@@ -444,6 +493,33 @@ impl Shard {
                 .slice(SIZE_PREFIX_SIZE_BYTES..);
             self.on_frame(target, frame);
         }
+    }
+
+    /// Takes one replication frame off the input and handles it; false if there is none.
+    fn process_replication_input(&mut self, target: ConnRef) -> bool {
+        let Some(connection) = self.connection_mut(target) else {
+            return false;
+        };
+        let size = match ringlog_replication::frame::frame_length(&connection.input) {
+            Ok(Some(size)) => size,
+            Ok(None) => return false,
+            Err(error) => {
+                self.reject(target, &format!("bad replication frame: {error}"));
+                return false;
+            }
+        };
+        if connection.input.len() < size {
+            let missing = size - connection.input.len();
+            connection.input.reserve(missing);
+            return false;
+        }
+        let frame = connection.input.split_to(size).freeze();
+        match connection.kind.clone() {
+            ConnKind::ReplicaIn { .. } => self.on_replica_in(target, &frame),
+            ConnKind::ReplicaOut(link) => self.on_replica_out(target, &link, &frame),
+            ConnKind::Kafka => unreachable!("checked by the caller"),
+        }
+        true
     }
 
     fn on_frame(&mut self, target: ConnRef, frame: Bytes) {
@@ -527,6 +603,7 @@ impl Shard {
             }
         };
         let closing = connection.closing;
+        let close_after_send = connection.close_after_send;
         let fd = connection.fd.clone();
         self.metrics
             .bytes_out
@@ -542,13 +619,17 @@ impl Shard {
                 return;
             }
         }
+        if close_after_send {
+            self.close(target, "refused");
+            return;
+        }
         self.flush(target);
         self.process_input(target);
         self.arm_recv(target);
     }
 
     /// Closes a connection after a protocol violation, with a log line.
-    fn reject(&mut self, target: ConnRef, reason: &str) {
+    pub(crate) fn reject(&mut self, target: ConnRef, reason: &str) {
         self.metrics
             .connections_rejected
             .fetch_add(1, Ordering::Relaxed);
@@ -565,8 +646,16 @@ impl Shard {
         if !connection.closing || reason != "closing" {
             tracing::info!(shard, peer = %connection.peer, reason, "closing connection");
         }
+        let first_close = !std::mem::replace(&mut connection.link_released, true);
         connection.closing = true;
+        let kind = connection.kind.clone();
         let _ = socket2::SockRef::from(&*connection.fd).shutdown(std::net::Shutdown::Both);
+        if let (true, ConnKind::ReplicaOut(link)) = (first_close, &kind) {
+            self.on_link_closed(link);
+        }
+        let Some(connection) = self.connection_mut(target) else {
+            return;
+        };
         if connection.idle() {
             self.connections[target.index] = None;
             self.free_slots.push(target.index);
@@ -581,6 +670,14 @@ impl Shard {
 fn accept_ref() -> ConnRef {
     ConnRef {
         index: 0,
+        generation: 0,
+    }
+}
+
+/// The replication listener's pseudo connection reference.
+fn replication_accept_ref() -> ConnRef {
+    ConnRef {
+        index: 1,
         generation: 0,
     }
 }

@@ -33,6 +33,56 @@ pub struct TopicEntry {
     pub partitions: u32,
     /// Kafka topic id (a UUID), as 32 hex digits.
     pub topic_id: String,
+    /// Replicas and commit rule, on a node of a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<TopicReplication>,
+}
+
+/// A replicated topic's replicas and commit rule (docs/replication.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicReplication {
+    /// Node ids of the replicas, the leader first.
+    pub replicas: Vec<u32>,
+    /// `async`, `semi-sync`, `quorum` or `sync`.
+    pub ack_mode: String,
+    /// Followers a `semi-sync` ack waits for.
+    pub semi_sync_replicas: usize,
+    /// How long a `semi-sync` ack waits.
+    pub semi_sync_timeout_ms: u64,
+    /// `semi-sync` falls back to `async` after its timeout (counted and logged).
+    pub semi_sync_degrade: bool,
+    /// Smallest ISR a `sync` write is accepted with.
+    pub min_insync_replicas: usize,
+    /// A follower not caught up for longer leaves the ISR.
+    pub replica_lag_max_ms: u64,
+}
+
+impl TopicReplication {
+    /// The settings of a topic created with `policy` over `replicas`.
+    pub fn new(replicas: Vec<u32>, policy: &ringlog_replication::Policy) -> TopicReplication {
+        TopicReplication {
+            replicas,
+            ack_mode: policy.ack_mode.name().to_string(),
+            semi_sync_replicas: policy.semi_sync_replicas,
+            semi_sync_timeout_ms: policy.semi_sync_timeout_ms,
+            semi_sync_degrade: policy.semi_sync_degrade,
+            min_insync_replicas: policy.min_insync_replicas,
+            replica_lag_max_ms: policy.replica_lag_max_ms,
+        }
+    }
+
+    /// The commit rule (an unknown stored mode reads as `sync`, the strictest).
+    pub fn policy(&self) -> ringlog_replication::Policy {
+        ringlog_replication::Policy {
+            ack_mode: ringlog_replication::AckMode::parse(&self.ack_mode)
+                .unwrap_or(ringlog_replication::AckMode::Sync),
+            semi_sync_replicas: self.semi_sync_replicas,
+            semi_sync_timeout_ms: self.semi_sync_timeout_ms,
+            semi_sync_degrade: self.semi_sync_degrade,
+            min_insync_replicas: self.min_insync_replicas,
+            replica_lag_max_ms: self.replica_lag_max_ms,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,16 +133,24 @@ impl Registry {
 
     /// Adds a topic and stores the registry. The caller checked the name and count.
     pub fn insert(&mut self, name: &str, partitions: u32) -> Result<TopicEntry> {
+        let entry = TopicEntry {
+            partitions,
+            topic_id: new_topic_id(),
+            replication: None,
+        };
+        self.insert_entry(name, entry)
+    }
+
+    /// Adds a topic with its entry given (a follower stores its leader's), and stores the
+    /// registry; on failure the registry is unchanged.
+    pub fn insert_entry(&mut self, name: &str, entry: TopicEntry) -> Result<TopicEntry> {
+        let partitions = entry.partitions;
         assert!(
             valid_name(name),
             "topic name checked by the caller: {name:?}"
         );
         assert!(partitions >= 1, "partitions={partitions}");
         assert!(partitions <= PARTITIONS_MAX, "partitions={partitions}");
-        let entry = TopicEntry {
-            partitions,
-            topic_id: new_topic_id(),
-        };
         self.topics.insert(name.to_string(), entry.clone());
         if let Err(error) = self.store() {
             self.topics.remove(name);
@@ -154,7 +212,7 @@ pub fn partition_name(topic: &str, partition: u32) -> String {
 }
 
 /// A random topic id (version-4 layout), from the standard library's randomly seeded hasher.
-fn new_topic_id() -> String {
+pub fn new_topic_id() -> String {
     let random = std::collections::hash_map::RandomState::new();
     let mut high = random.build_hasher();
     high.write_u8(1);
