@@ -53,6 +53,9 @@ pub enum Command {
     /// Creates, lists and deletes topics.
     #[command(subcommand)]
     Topics(crate::topics::TopicsCommand),
+    /// Prints the cluster's state: per partition and node, role, epoch, log end, durable
+    /// end, high watermark, ISR and each follower's lag.
+    Status(crate::status::StatusArgs),
 }
 
 /// Flags of `ringlog serve`.

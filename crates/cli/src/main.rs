@@ -27,6 +27,7 @@ mod consume;
 mod partition_scan;
 mod produce;
 mod serve;
+mod status;
 mod topics;
 mod wal_inspect;
 mod wal_json;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         }),
         Command::Consume(args) => consume::run(args, &mut out).map(|()| Outcome::Clean),
         Command::Topics(command) => topics::run(command, &mut out).map(|()| Outcome::Clean),
+        Command::Status(args) => status::run(args, &mut out).map(|()| Outcome::Clean),
         Command::CheckHost(args) => check_host::run(args, &mut out).map(|passed| {
             if passed {
                 Outcome::Clean

@@ -39,6 +39,7 @@ mod partitions;
 mod replica;
 mod shard;
 mod split;
+pub mod status;
 pub mod topics;
 mod trash;
 

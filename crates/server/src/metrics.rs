@@ -94,6 +94,8 @@ pub struct PartitionGauges {
     pub fenced: AtomicBool,
     /// ISR size (leader included), on the leader of a replicated partition; 0 elsewhere.
     pub isr_size: AtomicU64,
+    /// This node's role for the partition: 0 alone, 1 leader, 2 follower.
+    pub role: std::sync::atomic::AtomicU8,
     /// Each follower's progress, on the leader of a replicated partition.
     pub followers: std::sync::Mutex<Vec<FollowerGauge>>,
 }
@@ -216,12 +218,21 @@ impl Metrics {
             high_watermark: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
             isr_size: AtomicU64::new(0),
+            role: std::sync::atomic::AtomicU8::new(0),
             followers: std::sync::Mutex::new(Vec::new()),
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.push(gauges.clone());
         }
         gauges
+    }
+
+    /// Every partition's gauges.
+    pub fn partition_gauges(&self) -> Vec<Arc<PartitionGauges>> {
+        self.partitions
+            .read()
+            .map(|partitions| partitions.clone())
+            .unwrap_or_default()
     }
 
     /// Unregisters a partition's gauges (its topic was deleted).

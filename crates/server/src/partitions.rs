@@ -393,6 +393,12 @@ pub(crate) fn publish_ends(wal: &Wal, state: &PartitionState) {
     }
     let fenced = matches!(wal.poisoned(state.handle), Ok(Some(_)));
     state.gauges.fenced.store(fenced, Ordering::Relaxed);
+    let role = match &state.replica {
+        Replica::Alone => 0,
+        Replica::Leader(_) => 1,
+        Replica::Follower(_) => 2,
+    };
+    state.gauges.role.store(role, Ordering::Relaxed);
     if let Replica::Leader(leader) = &state.replica {
         let now = crate::replica::time_of(std::time::Instant::now());
         let isr = leader.isr().len();

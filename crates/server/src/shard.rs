@@ -524,6 +524,19 @@ impl Shard {
 
     fn on_frame(&mut self, target: ConnRef, frame: Bytes) {
         let started = Instant::now();
+        if crate::status::api_key_of(&frame) == Some(crate::status::STATUS_API_KEY) {
+            match crate::status::answer(&frame, &self.config, &self.metrics) {
+                Some(out) => {
+                    if let Some(connection) = self.connection_mut(target) {
+                        let sequence = connection.reserve();
+                        connection.fill(sequence, vec![Bytes::from(out)]);
+                    }
+                    self.flush(target);
+                }
+                None => self.reject(target, "bad status request"),
+            }
+            return;
+        }
         match decode_request(frame) {
             Ok(Decoded::Request { header, request }) => {
                 self.dispatch(target, header, request, started);
