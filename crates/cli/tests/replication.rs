@@ -981,3 +981,59 @@ fn followers_redirect_writes_to_the_leader() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+// ----- gauges after a restart -----
+
+/// The HW a node's Fetch of `name`-0 at offset 0 answers with.
+fn fetched_high_watermark(cluster: &Cluster, id: u32, name: &str) -> anyhow::Result<u64> {
+    let (code, high_watermark, _) = cluster.node(id).kafka()?.fetch(name, 0, 0, 0)?;
+    ensure!(code == 0, "node {id}: fetch error {code}");
+    Ok(u64::try_from(high_watermark)?)
+}
+
+// A restarted node publishes the gauges of its replication role from the start, not those
+// of a node alone: a follower restarted while the leader is down serves reads below HW 0
+// (it has not heard the leader's HW yet), and its ringlog_partition_high_watermark says 0,
+// not its durable end; a leader restarted while its followers are down reports an ISR of 1
+// (itself), not 0. When everything runs again, gauges and Fetch agree on the new HW.
+#[test]
+fn restarted_nodes_report_the_high_watermark_they_serve() -> anyhow::Result<()> {
+    let mut cluster = cluster_with_topic("gauges", 1, &["ack_mode=sync"])?;
+    let mut client = cluster.leader().kafka()?;
+    let (code, _) = client.produce("gauges", 0, batch(3, "g"), -1)?;
+    ensure!(code == 0, "produce: error {code}");
+    cluster.wait_metrics(2, "HW 3", WAIT_DEADLINE, |metrics| {
+        metrics.partition("ringlog_partition_high_watermark", "gauges-0") == Some(3)
+    })?;
+
+    cluster.kill(1)?;
+    cluster.restart(2)?;
+    let served = fetched_high_watermark(&cluster, 2, "gauges")?;
+    let reported = cluster.node(2).metrics()?;
+    let reported_hw = reported.partition("ringlog_partition_high_watermark", "gauges-0");
+    ensure!(
+        reported_hw == Some(served),
+        "restarted follower: HW gauge {reported_hw:?}, Fetch HW {served}"
+    );
+
+    cluster.terminate(2)?;
+    cluster.terminate(3)?;
+    cluster.start_node(1)?;
+    let isr = cluster
+        .leader()
+        .metrics()?
+        .partition("ringlog_partition_isr_size", "gauges-0");
+    ensure!(isr == Some(1), "restarted leader alone: isr_size {isr:?}");
+
+    cluster.start_node(2)?;
+    cluster.start_node(3)?;
+    cluster.wait_isr("gauges-0", 3)?;
+    for id in [2, 3] {
+        cluster.wait_metrics(id, "HW 3", WAIT_DEADLINE, |metrics| {
+            metrics.partition("ringlog_partition_high_watermark", "gauges-0") == Some(3)
+        })?;
+        let served = fetched_high_watermark(&cluster, id, "gauges")?;
+        ensure!(served == 3, "node {id}: Fetch HW {served}");
+    }
+    Ok(())
+}

@@ -139,6 +139,9 @@ impl Partitions {
                 let mut state = open_partition(wal, metrics, name, partition)?;
                 if let (Some(node_id), Some(replication)) = (self.node_id, &replication) {
                     state.replica = Replica::new(wal, state.handle, node_id, replication, name)?;
+                    // `open_partition` published the gauges of a node alone (HW = durable
+                    // end, no ISR); publish those of the role this node now has.
+                    publish_ends(wal, &state);
                 }
                 opened.push(Some(state));
             } else {
