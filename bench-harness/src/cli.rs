@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::options::{ProduceOptions, WalOptions, WritePathName};
+use crate::options::{AckModeName, ProduceOptions, ReplicatedOptions, WalOptions, WritePathName};
 
 /// Data directory used when `--dir` is not given, relative to the current directory.
 pub const DATA_DIR_DEFAULT: &str = "ringlog-bench-data";
@@ -37,6 +37,70 @@ pub enum Command {
     /// A `ringlog serve` node on loopback through the Rust client, beside the WAL-only runs
     /// and the device and loopback round-trip baselines.
     Produce(ProduceArgs),
+    /// A static 3-node cluster on loopback (127.0.0.1-3) through the Rust client: acks=-1
+    /// under each topic ack mode, beside the device and loopback round-trip baselines.
+    Replicated(ReplicatedArgs),
+}
+
+/// Flags of `ringlog-bench replicated`: those of `produce` (whose runs it does not repeat),
+/// and the ack modes to measure.
+#[derive(Debug, Args)]
+pub struct ReplicatedArgs {
+    /// Flags shared with `produce`; `--write-path` defaults to `direct` here.
+    #[command(flatten)]
+    pub produce: ProduceArgs,
+
+    /// Topic ack modes to measure with acks=-1, comma-separated, in this order.
+    #[arg(long, value_enum, value_name = "MODES", value_delimiter = ',',
+          default_values_t = [AckModeArg::Async, AckModeArg::SemiSync, AckModeArg::Quorum,
+                              AckModeArg::Sync])]
+    pub ack_modes: Vec<AckModeArg>,
+}
+
+impl ReplicatedArgs {
+    /// The scenarios' options, with the prepared data directory and the located binary. One
+    /// write path by default (`direct`): every write path adds a cluster's worth of runs.
+    pub fn to_options(&self, dir: PathBuf, ringlog_bin: PathBuf) -> ReplicatedOptions {
+        let mut produce = self.produce.to_options(dir, ringlog_bin);
+        produce.wal.write_paths = self
+            .produce
+            .common
+            .write_path
+            .unwrap_or(WritePathArg::Direct)
+            .write_paths();
+        let mut ack_modes: Vec<AckModeName> = Vec::new();
+        for ack_mode in self.ack_modes.iter().map(|arg| arg.name()) {
+            if !ack_modes.contains(&ack_mode) {
+                ack_modes.push(ack_mode);
+            }
+        }
+        ReplicatedOptions { produce, ack_modes }
+    }
+}
+
+/// `--ack-modes` values (a topic's `ack_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AckModeArg {
+    /// Leader durable.
+    Async,
+    /// Leader and one follower durable.
+    SemiSync,
+    /// A majority of the replicas durable, leader included.
+    Quorum,
+    /// Every ISR member durable, ISR >= min_insync_replicas (2).
+    Sync,
+}
+
+impl AckModeArg {
+    /// The ack mode this value names.
+    pub fn name(self) -> AckModeName {
+        match self {
+            AckModeArg::Async => AckModeName::Async,
+            AckModeArg::SemiSync => AckModeName::SemiSync,
+            AckModeArg::Quorum => AckModeName::Quorum,
+            AckModeArg::Sync => AckModeName::Sync,
+        }
+    }
 }
 
 /// Flags of `ringlog-bench produce`: those of `wal` (which it runs too), and the node's.
@@ -84,7 +148,7 @@ impl ProduceArgs {
 #[derive(Debug, Args)]
 pub struct WalArgs {
     /// Short runs and fewer baseline samples; `wal` finishes in under a minute, `produce` in
-    /// under 90 s.
+    /// under 90 s, `replicated` in about a minute.
     #[arg(long)]
     pub quick: bool,
 
@@ -96,9 +160,9 @@ pub struct WalArgs {
     #[arg(long, value_name = "DIR", default_value = DATA_DIR_DEFAULT)]
     pub dir: PathBuf,
 
-    /// Write path(s) to measure.
-    #[arg(long, value_enum, default_value_t = WritePathArg::Both)]
-    pub write_path: WritePathArg,
+    /// Write path(s) to measure [default: both; `replicated`: direct].
+    #[arg(long, value_enum)]
+    pub write_path: Option<WritePathArg>,
 
     /// Measured seconds per run [default: 30, or 2 with --quick].
     #[arg(long, value_name = "N")]
@@ -158,7 +222,7 @@ impl WalArgs {
         WalOptions {
             dir,
             quick: self.quick,
-            write_paths: self.write_path.write_paths(),
+            write_paths: self.write_path.unwrap_or(WritePathArg::Both).write_paths(),
             duration: Duration::from_secs(duration_secs),
             warmup: Duration::from_secs(warmup_secs),
             segment_size_bytes: self.segment_size_bytes,
@@ -235,6 +299,45 @@ mod tests {
         assert_eq!(options.producers, 2);
         assert_eq!(options.in_flight_max, 64);
         assert!(Cli::try_parse_from(["ringlog-bench", "produce", "--in-flight-max", "0"]).is_err());
+    }
+
+    // `replicated` takes the flags of `produce`, measures `direct` only unless told otherwise,
+    // and takes its ack modes in the given order, without duplicates.
+    #[test]
+    fn replicated_flags_and_defaults() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["ringlog-bench", "replicated", "--quick"]
+                    .iter()
+                    .chain(extra),
+            )
+            .unwrap();
+            let Some(Command::Replicated(args)) = cli.command else {
+                panic!("expected the replicated subcommand");
+            };
+            args.to_options(PathBuf::from("/data"), PathBuf::from("/bin/ringlog"))
+        };
+        let options = parse(&[]);
+        let every_mode = [
+            AckModeName::Async,
+            AckModeName::SemiSync,
+            AckModeName::Quorum,
+            AckModeName::Sync,
+        ];
+        assert_eq!(options.ack_modes, every_mode);
+        assert_eq!(options.produce.wal.write_paths, [WritePathName::Direct]);
+        assert_eq!(options.produce.wal.duration, Duration::from_secs(2));
+        assert_eq!(options.produce.producers, 4);
+
+        let options = parse(&["--ack-modes", "sync,semi-sync,sync", "--write-path", "mmap"]);
+        assert_eq!(
+            options.ack_modes,
+            [AckModeName::Sync, AckModeName::SemiSync]
+        );
+        assert_eq!(options.produce.wal.write_paths, [WritePathName::Mmap]);
+        assert!(
+            Cli::try_parse_from(["ringlog-bench", "replicated", "--ack-modes", "all"]).is_err()
+        );
     }
 
     #[test]

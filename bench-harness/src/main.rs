@@ -14,6 +14,7 @@ mod latency;
 mod loopback;
 mod options;
 mod produce_runs;
+mod replicated_runs;
 mod report;
 mod server_process;
 mod table;
@@ -27,8 +28,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::baseline::{measure_baselines, BaselinePlan};
-use crate::cli::{Cli, Command, ProduceArgs, WalArgs};
+use crate::baseline::{measure_baselines, BaselinePlan, Baselines};
+use crate::cli::{Cli, Command, ProduceArgs, ReplicatedArgs, WalArgs};
 use crate::data_dir::DataDir;
 use crate::environment::Environment;
 use crate::loopback::{measure_rtt, RttPlan, LARGE_MESSAGE_BYTES, SMALL_MESSAGE_BYTES};
@@ -40,9 +41,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Wal(args)) => run_wal(&args),
         Some(Command::Produce(args)) => run_produce(&args),
+        Some(Command::Replicated(args)) => run_replicated(&args),
         None => Err(anyhow::anyhow!(
             "no subcommand given; the default mode (every scenario) is not built yet, \
-             run `ringlog-bench wal` or `ringlog-bench produce` (see --help)"
+             run `ringlog-bench wal`, `ringlog-bench produce` or `ringlog-bench replicated` \
+             (see --help)"
         )),
     };
     match result {
@@ -68,6 +71,13 @@ fn run_produce(args: &ProduceArgs) -> anyhow::Result<()> {
     finish(report, data_dir, args.common.json.as_deref())
 }
 
+fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
+    let ringlog_bin = server_process::locate_binary(args.produce.ringlog_bin.as_deref())?;
+    let data_dir = DataDir::prepare(&args.produce.common.dir)?;
+    let report = measure_replicated(args, ringlog_bin, data_dir.path())?;
+    finish(report, data_dir, args.produce.common.json.as_deref())
+}
+
 /// Removes the data, prints the table and writes the JSON.
 fn finish(report: Report, data_dir: DataDir, json: Option<&Path>) -> anyhow::Result<()> {
     // Remove the data before writing the report, so a full disk cannot keep it around.
@@ -88,21 +98,7 @@ fn measure_produce(
     let mut progress = |line: &str| eprintln!("{line}");
     let environment = Environment::collect(dir);
     let options = args.to_options(dir.to_owned(), ringlog_bin);
-    let mut baselines = measure_baselines(
-        dir,
-        BaselinePlan::for_mode(options.wal.quick),
-        &mut progress,
-    )?;
-    let rtt_plan = RttPlan::for_mode(options.wal.quick);
-    let small = measure_rtt(SMALL_MESSAGE_BYTES, rtt_plan)?;
-    let large = measure_rtt(LARGE_MESSAGE_BYTES, rtt_plan)?;
-    progress(&format!(
-        "baseline: loopback TCP RTT QD1: 64 B p50 {} µs, 1 KiB p50 {} µs",
-        small.latency_us.p50, large.latency_us.p50
-    ));
-    baselines.loopback_rtt_64b_us = Some(small.latency_us);
-    baselines.loopback_rtt_1k_us = Some(large.latency_us);
-    baselines.loopback_rtt_sample_count = Some(small.sample_count.min(large.sample_count));
+    let baselines = measure_network_baselines(dir, options.wal.quick, &mut progress)?;
     progress_plan("produce", &options.wal, &mut progress);
     let mut runs = wal_runs::run_wal_scenarios(&options.wal, &baselines, &mut progress)?;
     runs.extend(produce_runs::run_produce_scenarios(
@@ -114,6 +110,50 @@ fn measure_produce(
         baselines,
         runs,
     })
+}
+
+fn measure_replicated(
+    args: &ReplicatedArgs,
+    ringlog_bin: std::path::PathBuf,
+    dir: &Path,
+) -> anyhow::Result<Report> {
+    let mut progress = |line: &str| eprintln!("{line}");
+    let environment = Environment::collect(dir);
+    let options = args.to_options(dir.to_owned(), ringlog_bin);
+    let baselines = measure_network_baselines(dir, options.produce.wal.quick, &mut progress)?;
+    progress_plan("replicated", &options.produce.wal, &mut progress);
+    let ack_modes: Vec<&str> = options.ack_modes.iter().map(|mode| mode.as_str()).collect();
+    progress(&format!(
+        "replicated: ack modes {} (acks=-1), and acks=1 for reference",
+        ack_modes.join(", ")
+    ));
+    let runs = replicated_runs::run_replicated_scenarios(&options, &mut progress)?;
+    Ok(Report {
+        environment,
+        baselines,
+        runs,
+    })
+}
+
+/// The device baselines plus the loopback round trips of 64 B and 1 KiB, for the subcommands
+/// whose runs go through the network.
+fn measure_network_baselines(
+    dir: &Path,
+    quick: bool,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Baselines> {
+    let mut baselines = measure_baselines(dir, BaselinePlan::for_mode(quick), progress)?;
+    let rtt_plan = RttPlan::for_mode(quick);
+    let small = measure_rtt(SMALL_MESSAGE_BYTES, rtt_plan)?;
+    let large = measure_rtt(LARGE_MESSAGE_BYTES, rtt_plan)?;
+    progress(&format!(
+        "baseline: loopback TCP RTT QD1: 64 B p50 {} µs, 1 KiB p50 {} µs",
+        small.latency_us.p50, large.latency_us.p50
+    ));
+    baselines.loopback_rtt_64b_us = Some(small.latency_us);
+    baselines.loopback_rtt_1k_us = Some(large.latency_us);
+    baselines.loopback_rtt_sample_count = Some(small.sample_count.min(large.sample_count));
+    Ok(baselines)
 }
 
 fn progress_plan(command: &str, options: &WalOptions, progress: &mut dyn FnMut(&str)) {

@@ -67,3 +67,46 @@ pub struct ProduceOptions {
     /// Produce requests in flight per connection in the saturated run.
     pub in_flight_max: usize,
 }
+
+/// A topic's `ack_mode`: what a produce with acks=-1 waits for (DESIGN.md section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AckModeName {
+    /// The leader's fdatasync completed.
+    Async,
+    /// The leader and `semi_sync_replicas` (default 1) followers are durable.
+    SemiSync,
+    /// A majority of the replicas, leader included, are durable.
+    Quorum,
+    /// Every ISR member is durable, and the ISR has at least `min_insync_replicas` members.
+    Sync,
+}
+
+impl AckModeName {
+    /// The name of the topic config value, used in reports and on the command line too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckModeName::Async => "async",
+            AckModeName::SemiSync => "semi-sync",
+            AckModeName::Quorum => "quorum",
+            AckModeName::Sync => "sync",
+        }
+    }
+}
+
+impl fmt::Display for AckModeName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Options for the `replicated` subcommand's scenarios
+/// (`replicated_runs::run_replicated_scenarios`).
+#[derive(Clone, Debug)]
+pub struct ReplicatedOptions {
+    /// What the cluster's runs share with `produce`: data directory, write paths, durations,
+    /// segment size, retention limit, the node binary, producers and requests in flight of
+    /// the saturated run. `produce.wal` runs no WAL-only scenario here.
+    pub produce: ProduceOptions,
+    /// Ack modes to measure, in report order, without duplicates.
+    pub ack_modes: Vec<AckModeName>,
+}

@@ -48,9 +48,9 @@ use crate::server_process::{ServerProcess, ServerSpec};
 use crate::wal_runs::{record_value_bytes, records_per_batch};
 
 /// Batch (and payload) of the queue-depth-1 run: one 1 KiB record per request.
-const QD1_BATCH_BYTES: u64 = KIB;
+pub(crate) const QD1_BATCH_BYTES: u64 = KIB;
 /// Batch of the saturated run: 16 records of 1 KiB, a Kafka producer's default `batch.size`.
-const SATURATED_BATCH_BYTES: u64 = 16 * KIB;
+pub(crate) const SATURATED_BATCH_BYTES: u64 = 16 * KIB;
 /// Round trips `produce_qd1` may add to `wal_qd1`'s p50.
 const QD1_RTT_MULTIPLE: f64 = 2.0;
 /// Request handling `produce_qd1` may add on top, µs.
@@ -59,7 +59,7 @@ const QD1_SLACK_US: u64 = 50;
 const SATURATED_PERCENT_MIN: f64 = 50.0;
 /// Linger of the producers: long enough that no batch leaves before it is full (the qd1 loop
 /// sends its batch itself, by waiting on the receipt).
-const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// Longest the saturated run goes on warming up, after `--warmup-secs`, for its partition to
 /// reach the retention limit.
 const RETENTION_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -231,10 +231,10 @@ fn run_qd1(client: &Client, topic: &str, options: &ProduceOptions) -> anyhow::Re
 /// When the saturated run measures: answers that arrive in `[start, start + duration)`
 /// count, `start` being set once the warm-up is over. Abandoned if the warm-up fails.
 #[derive(Debug)]
-struct Window {
-    start: OnceLock<Instant>,
-    duration: Duration,
-    abandoned: AtomicBool,
+pub(crate) struct Window {
+    pub(crate) start: OnceLock<Instant>,
+    pub(crate) duration: Duration,
+    pub(crate) abandoned: AtomicBool,
 }
 
 impl Window {
@@ -256,10 +256,10 @@ impl Window {
 }
 
 /// What one saturated producer thread counted in the window.
-struct SenderCounts {
-    histogram: Histogram<u64>,
-    acked_requests: u64,
-    in_flight_count_max: usize,
+pub(crate) struct SenderCounts {
+    pub(crate) histogram: Histogram<u64>,
+    pub(crate) acked_requests: u64,
+    pub(crate) in_flight_count_max: usize,
 }
 
 /// `producers` threads sending full 16 KiB batches with many requests in flight.
@@ -393,7 +393,7 @@ fn warm_until_retention(
 }
 
 /// One saturated producer: full batches until the window ends, then everything answered.
-fn send_saturated(
+pub(crate) fn send_saturated(
     producer: &Producer,
     topic: &str,
     window: &Window,
@@ -461,7 +461,7 @@ fn collect_answers(
 }
 
 /// The encoded size of one saturated batch (16 records, one timestamp), for the report.
-fn encoded_batch_bytes() -> usize {
+pub(crate) fn encoded_batch_bytes() -> usize {
     let value = vec![b'r'; record_value_bytes(SATURATED_BATCH_BYTES)];
     let mut builder = ringlog_batch::BatchBuilder::new(0);
     for _ in 0..records_per_batch(SATURATED_BATCH_BYTES) {

@@ -9,7 +9,7 @@
 //! JSON layout (keys are stable; consumers may rely on them):
 //! `{"environment": {..}, "baselines": {"fdatasync_4k_qd1_us": {p50..max},
 //! "write_fdatasync_1m_mb_per_s": N, "loopback_rtt_64b_us"?: {p50..max},
-//! "loopback_rtt_1k_us"?: {p50..max}, ..}, "runs": [{"scenario", "write_path", "ack_mode"?,
+//! "loopback_rtt_1k_us"?: {p50..max}, ..}, "runs": [{"scenario", "write_path", "ack_mode",
 //! "payload_bytes", "concurrency", "records_per_s", "mb_per_s", "latency_us": {p50..max},
 //! "vs_baseline": {..}, "target"?: {"kind", "limit", "description", "actual", "met"},
 //! "extra"?: {..}}]}`
@@ -18,6 +18,10 @@
 //! the same report (same write path) and the loopback round trip: the produce scenarios are
 //! judged against the log alone (`Target::P50WithinRunPlusRtt`,
 //! `Target::BandwidthPercentOfRunMin`); their `limit` is computed from those measurements.
+//! The replicated scenarios' queue-depth-1 runs are compared, percentile by percentile, with
+//! the sum of the 4 KiB fdatasync baseline and the loopback 1 KiB round trip
+//! (`Comparison::LatencyQd1PlusRtt`, `latency_floor_plus_rtt`): the least one acknowledged
+//! write can cost when it needs a durable commit and a hop.
 
 use std::time::Duration;
 
@@ -89,6 +93,9 @@ pub enum Comparison {
     LatencyQd1,
     /// A saturated run: MB/s against the 1 MiB write+fdatasync bandwidth baseline.
     Bandwidth,
+    /// A queue-depth-1 run through the network: p50 and p99 against the 4 KiB
+    /// write+fdatasync baseline plus the loopback 1 KiB round trip, at the same percentile.
+    LatencyQd1PlusRtt,
     /// Nothing to compare with (yet).
     #[default]
     None,
@@ -152,6 +159,9 @@ pub enum Target {
         /// Smallest acceptable share, in percent.
         percent: f64,
     },
+    /// p50 and p99 each at most this many times the 4 KiB QD1 baseline plus the loopback
+    /// 1 KiB round trip at the same percentile (`BaselineRatios::p50_ratio_plus_rtt`).
+    P50AndP99RatioPlusRttMax(f64),
 }
 
 /// Everything a target may be judged on, gathered from the report (`RunResult::target_inputs`)
@@ -214,6 +224,10 @@ impl Target {
             Target::BandwidthPercentOfRunMin { reference, percent } => {
                 format!(">= {percent}% of {} MB/s", reference.label())
             }
+            Target::P50AndP99RatioPlusRttMax(limit) => format!(
+                "p50 and p99 each <= {limit}x (4 KiB fdatasync + loopback 1 KiB RTT) \
+                 at the same percentile"
+            ),
         }
     }
 
@@ -225,6 +239,7 @@ impl Target {
             Target::BandwidthPercentMin(_) => "bandwidth_percent_min",
             Target::P50WithinRunPlusRtt { .. } => "p50_within_run_plus_rtt",
             Target::BandwidthPercentOfRunMin { .. } => "bandwidth_percent_of_run_min",
+            Target::P50AndP99RatioPlusRttMax(_) => "p50_p99_ratio_plus_rtt_max",
         }
     }
 
@@ -233,9 +248,10 @@ impl Target {
         match *self {
             Target::P50WithinRunPlusRtt { reference, .. }
             | Target::BandwidthPercentOfRunMin { reference, .. } => Some(reference),
-            Target::P50RatioMax(_) | Target::P99RatioMax(_) | Target::BandwidthPercentMin(_) => {
-                None
-            }
+            Target::P50RatioMax(_)
+            | Target::P99RatioMax(_)
+            | Target::BandwidthPercentMin(_)
+            | Target::P50AndP99RatioPlusRttMax(_) => None,
         }
     }
 
@@ -265,6 +281,16 @@ impl Target {
                     .reference_mb_per_s
                     .and_then(|reference| bandwidth_percent(inputs.mb_per_s, reference));
                 (share, Some(percent), Bound::AtLeast)
+            }
+            Target::P50AndP99RatioPlusRttMax(limit) => {
+                // Both percentiles must hold, so the larger ratio decides; a missing one
+                // (no round trip measured) leaves nothing to judge.
+                let ratios = &inputs.ratios;
+                let larger = ratios
+                    .p50_ratio_plus_rtt
+                    .zip(ratios.p99_ratio_plus_rtt)
+                    .map(|(p50, p99)| p50.max(p99));
+                (larger, Some(limit), Bound::AtMost)
             }
         };
         let met = match (actual, limit, bound) {
@@ -297,6 +323,11 @@ pub struct BaselineRatios {
     pub p99_ratio: Option<f64>,
     /// 100 * run MB/s / baseline 1 MiB MB/s.
     pub bandwidth_percent: Option<f64>,
+    /// Run p50 / (baseline 4 KiB QD1 p50 + loopback 1 KiB RTT p50); None without a round
+    /// trip baseline.
+    pub p50_ratio_plus_rtt: Option<f64>,
+    /// Run p99 / (baseline 4 KiB QD1 p99 + loopback 1 KiB RTT p99).
+    pub p99_ratio_plus_rtt: Option<f64>,
 }
 
 impl BaselineRatios {
@@ -307,12 +338,33 @@ impl BaselineRatios {
         baselines: &Baselines,
     ) -> BaselineRatios {
         let baseline_us = &baselines.fdatasync_4k_qd1_us;
+        let floor_us = latency_floor_plus_rtt(baselines);
         BaselineRatios {
             p50_ratio: latency_ratio(latency_us.p50, baseline_us.p50),
             p99_ratio: latency_ratio(latency_us.p99, baseline_us.p99),
             bandwidth_percent: bandwidth_percent(mb_per_s, baselines.write_fdatasync_1m_mb_per_s),
+            p50_ratio_plus_rtt: floor_us.and_then(|floor| latency_ratio(latency_us.p50, floor.p50)),
+            p99_ratio_plus_rtt: floor_us.and_then(|floor| latency_ratio(latency_us.p99, floor.p99)),
         }
     }
+}
+
+/// The 4 KiB write+fdatasync QD1 baseline plus the loopback 1 KiB round trip, percentile by
+/// percentile (p50 + p50, p99 + p99, ...); None when the round trip was not measured.
+///
+/// Summing percentiles is not the percentile of a sum; it is a simple, slightly generous
+/// floor for one write that needs a durable commit and one hop, which is what the replicated
+/// queue-depth-1 runs are judged against.
+pub fn latency_floor_plus_rtt(baselines: &Baselines) -> Option<LatencySummary> {
+    let device = &baselines.fdatasync_4k_qd1_us;
+    baselines.loopback_rtt_1k_us.map(|rtt| LatencySummary {
+        p50: device.p50 + rtt.p50,
+        p90: device.p90 + rtt.p90,
+        p99: device.p99 + rtt.p99,
+        p999: device.p999 + rtt.p999,
+        p9999: device.p9999 + rtt.p9999,
+        max: device.max + rtt.max,
+    })
 }
 
 /// `run_us / baseline_us`, or None when the baseline is 0 (nothing measured, or below 1 µs).
@@ -333,8 +385,9 @@ pub struct RunResult {
     pub scenario: String,
     /// "direct" or "mmap" (`WritePathName::as_str`).
     pub write_path: String,
-    /// Ack mode of replicated scenarios ("async", "semi-sync", "quorum", "sync").
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Ack mode of replicated scenarios: the topic's ack mode that acks=-1 waited for
+    /// ("async", "semi-sync", "quorum", "sync"), or "acks=1" for the row sent with acks=1;
+    /// null for the single-node scenarios.
     pub ack_mode: Option<String>,
     /// Payload of one record.
     pub payload_bytes: u64,
@@ -471,12 +524,16 @@ struct VsBaselineJson {
 
 impl VsBaselineJson {
     fn new(comparison: Comparison, ratios: &BaselineRatios) -> VsBaselineJson {
-        let latency = comparison == Comparison::LatencyQd1;
+        let (p50_ratio, p99_ratio) = match comparison {
+            Comparison::LatencyQd1 => (ratios.p50_ratio, ratios.p99_ratio),
+            Comparison::LatencyQd1PlusRtt => (ratios.p50_ratio_plus_rtt, ratios.p99_ratio_plus_rtt),
+            Comparison::Bandwidth | Comparison::None => (None, None),
+        };
         let bandwidth = comparison == Comparison::Bandwidth;
         VsBaselineJson {
             comparison,
-            p50_ratio: ratios.p50_ratio.filter(|_| latency),
-            p99_ratio: ratios.p99_ratio.filter(|_| latency),
+            p50_ratio,
+            p99_ratio,
             bandwidth_percent: ratios.bandwidth_percent.filter(|_| bandwidth),
         }
     }
@@ -586,6 +643,62 @@ pub(crate) mod tests {
         assert_eq!(ratios.p50_ratio, Some(1.25));
         assert_eq!(ratios.p99_ratio, Some(2.5));
         assert_eq!(ratios.bandwidth_percent, Some(75.0));
+        assert_eq!(ratios.p50_ratio_plus_rtt, None, "no round trip measured");
+    }
+
+    // The floor of a replicated QD1 run adds the device and the round trip percentile by
+    // percentile, and each ratio divides by the floor at its own percentile (p99 by p99).
+    #[test]
+    fn ratios_to_the_fdatasync_plus_rtt_floor() {
+        let mut baselines = sample_baselines();
+        assert_eq!(latency_floor_plus_rtt(&baselines), None);
+        baselines.loopback_rtt_1k_us = Some(LatencySummary {
+            p50: 25,
+            p90: 30,
+            p99: 100,
+            p999: 200,
+            p9999: 400,
+            max: 800,
+        });
+        let floor = latency_floor_plus_rtt(&baselines).unwrap();
+        assert_eq!(
+            floor,
+            LatencySummary {
+                p50: 125,
+                p90: 230,
+                p99: 500,
+                p999: 1000,
+                p9999: 2000,
+                max: 4000,
+            }
+        );
+        // sample_run: p50 125 µs, p99 1000 µs.
+        let run = sample_run(Comparison::LatencyQd1PlusRtt, None);
+        let ratios = run.ratios(&baselines);
+        assert_eq!(ratios.p50_ratio_plus_rtt, Some(1.0));
+        assert_eq!(ratios.p99_ratio_plus_rtt, Some(2.0));
+        // The device-only ratios are unchanged.
+        assert_eq!(ratios.p50_ratio, Some(1.25));
+        assert_eq!(ratios.p99_ratio, Some(2.5));
+
+        // The replicated target holds only if both percentiles do; its measured value is the
+        // larger ratio, and without a round trip it cannot pass.
+        let target = Target::P50AndP99RatioPlusRttMax(2.0);
+        let outcome = run.target_outcome(&baselines, &[]);
+        assert_eq!(outcome, None, "the run has no target");
+        let inputs = run.target_inputs(&baselines, &[]);
+        assert_eq!(
+            target.evaluate(&inputs),
+            TargetOutcome {
+                actual: Some(2.0),
+                limit: Some(2.0),
+                met: true
+            }
+        );
+        assert!(!Target::P50AndP99RatioPlusRttMax(1.99).evaluate(&inputs).met);
+        let no_rtt = run.target_inputs(&sample_baselines(), &[]);
+        assert!(!target.evaluate(&no_rtt).met);
+        assert_eq!(target.evaluate(&no_rtt).actual, None);
     }
 
     // Each target kind on both sides of its limit, the limit itself, and a missing baseline.
@@ -595,6 +708,8 @@ pub(crate) mod tests {
             p50_ratio: Some(1.25),
             p99_ratio: Some(2.5),
             bandwidth_percent: Some(75.0),
+            p50_ratio_plus_rtt: Some(1.5),
+            p99_ratio_plus_rtt: Some(1.9),
         };
         let cases = [
             (Target::P50RatioMax(1.3), true),
@@ -605,6 +720,9 @@ pub(crate) mod tests {
             (Target::BandwidthPercentMin(70.0), true),
             (Target::BandwidthPercentMin(75.0), true),
             (Target::BandwidthPercentMin(80.0), false),
+            (Target::P50AndP99RatioPlusRttMax(2.0), true),
+            (Target::P50AndP99RatioPlusRttMax(1.9), true),
+            (Target::P50AndP99RatioPlusRttMax(1.8), false),
         ];
         let inputs = TargetInputs {
             ratios,
@@ -763,21 +881,33 @@ pub(crate) mod tests {
         assert!(!produce.target_outcome(&baselines, &runs[3..]).unwrap().met);
     }
 
-    // The JSON carries exactly the schema's keys, omits ack_mode when None, keeps only the
+    // The JSON carries exactly the schema's keys, ack_mode null when None, keeps only the
     // ratios relevant to the comparison, and reports the target's verdict.
     #[test]
     fn json_layout() {
         let mut bandwidth_run = sample_run(Comparison::Bandwidth, None);
         bandwidth_run.ack_mode = Some("quorum".to_owned());
+        let mut replicated_run = sample_run(
+            Comparison::LatencyQd1PlusRtt,
+            Some(Target::P50AndP99RatioPlusRttMax(2.0)),
+        );
+        replicated_run.ack_mode = Some("sync".to_owned());
+        let mut baselines = sample_baselines();
+        baselines.loopback_rtt_1k_us = Some(LatencySummary {
+            p50: 25,
+            p99: 100,
+            ..LatencySummary::default()
+        });
         bandwidth_run
             .extra
             .insert("fsyncs".to_owned(), Value::from(12));
         let report = Report {
             environment: Environment::collect(std::path::Path::new("/")),
-            baselines: sample_baselines(),
+            baselines,
             runs: vec![
                 sample_run(Comparison::LatencyQd1, Some(Target::P50RatioMax(1.3))),
                 bandwidth_run,
+                replicated_run,
             ],
         };
         let json = report.to_json();
@@ -791,6 +921,7 @@ pub(crate) mod tests {
         let mut expected = vec![
             "scenario",
             "write_path",
+            "ack_mode",
             "payload_bytes",
             "concurrency",
             "records_per_s",
@@ -803,6 +934,7 @@ pub(crate) mod tests {
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, expected);
+        assert_eq!(run["ack_mode"], Value::Null);
         assert_eq!(run["latency_us"]["p9999"], 4000);
         assert_eq!(run["vs_baseline"]["comparison"], "latency_qd1");
         assert_eq!(run["vs_baseline"]["p50_ratio"], 1.25);
@@ -816,6 +948,14 @@ pub(crate) mod tests {
         assert_eq!(run["vs_baseline"]["bandwidth_percent"], 75.0);
         assert!(run["vs_baseline"].get("p50_ratio").is_none());
         assert!(run.get("target").is_none());
+        let run = &json["runs"][2];
+        assert_eq!(run["ack_mode"], "sync");
+        assert_eq!(run["vs_baseline"]["comparison"], "latency_qd1_plus_rtt");
+        assert_eq!(run["vs_baseline"]["p50_ratio"], 1.0);
+        assert_eq!(run["vs_baseline"]["p99_ratio"], 2.0);
+        assert_eq!(run["target"]["kind"], "p50_p99_ratio_plus_rtt_max");
+        assert_eq!(run["target"]["actual"], 2.0);
+        assert_eq!(run["target"]["met"], true);
         assert_eq!(json["baselines"]["fdatasync_4k_qd1_us"]["p50"], 100);
         assert_eq!(json["baselines"]["write_fdatasync_1m_mb_per_s"], 1000.0);
     }

@@ -1,18 +1,24 @@
-//! A `ringlog serve` child process for the scenarios that go through the network.
+//! `ringlog serve` child processes for the scenarios that go through the network: one node
+//! (`ServerProcess`), or a static cluster of nodes on 127.0.0.1, 127.0.0.2, ...
+//! (`ClusterProcess`).
 //!
-//! The node runs as its own process, as in production: the bench finds the `ringlog` binary
-//! next to its own (or at `--ringlog-bin`), starts it on two free loopback ports with its data
-//! directory inside the bench's, and waits until `GET /health` answers 200 and a Kafka client
-//! can connect. The node's log goes to a file beside its data directory, whose end is quoted
-//! if the node fails to start.
+//! The nodes run as their own processes, as in production: the bench finds the `ringlog`
+//! binary next to its own (or at `--ringlog-bin`), writes each node a configuration file
+//! (`render_config`: free loopback ports, its data directory inside the bench's, the write
+//! path, segment size and retention limit, and for a cluster the `[cluster]` and
+//! `[replication]` tables), starts it with `--config FILE --cores 1`, and waits until
+//! `GET /health` answers 200 and a Kafka client can connect. Each node's log goes to a file
+//! beside its data directory, whose end is quoted when the node fails.
 //!
-//! Invariants: the child is killed (SIGKILL, by its PID) and reaped when the `ServerProcess`
-//! is stopped or dropped, so an error or an early return never leaves a node running; the
-//! only process this module signals is the one it started.
+//! Invariants: every child is killed (SIGKILL, by its PID) and reaped when its
+//! `ServerProcess` is stopped or dropped, and a `ClusterProcess` owns its nodes' processes,
+//! so an error or an early return never leaves a node running, also halfway through starting
+//! a cluster; the only processes this module signals are those it started.
 
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -31,6 +37,8 @@ const READY_WAIT_MAX: Duration = Duration::from_secs(30);
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Limit on one readiness probe's connect and read.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Name of a single-shard node's shard thread.
+const SHARD_THREAD_NAME: &str = "shard-0";
 /// Lines of the node's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -71,67 +79,183 @@ pub struct ServerSpec {
     pub retention_bytes: Option<u64>,
 }
 
+/// Where one node listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeAddresses {
+    /// Kafka-protocol listener (`listen`, and `client` in `cluster.nodes`).
+    pub client: SocketAddr,
+    /// HTTP control plane (`/health`, `/metrics`).
+    pub http: SocketAddr,
+    /// Replication listener (`replication` in `cluster.nodes`); unused by a single node.
+    pub replication: SocketAddr,
+}
+
+/// The static cluster a node belongs to: its `[cluster]` and `[replication]` tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMembership {
+    /// `cluster.id`, the same on every node.
+    pub id: String,
+    /// `cluster.node_id`: this node.
+    pub node_id: u32,
+    /// `cluster.leader`: the node that leads every partition.
+    pub leader: u32,
+    /// `cluster.nodes`: every node's id and addresses, this one included.
+    pub nodes: Vec<(u32, NodeAddresses)>,
+    /// `replication.replica_lag_max_ms`: how long a follower may lag before leaving the ISR.
+    pub replica_lag_max: Duration,
+}
+
+/// What a node's configuration file says.
+#[derive(Clone, Debug)]
+pub struct NodeConfig<'a> {
+    /// Directory of the node's partition logs.
+    pub data_dir: &'a Path,
+    /// Where the node listens.
+    pub addresses: NodeAddresses,
+    /// Write path of the node's logs.
+    pub write_path: WritePathName,
+    /// Segment size of the node's logs.
+    pub segment_size_bytes: u64,
+    /// Retention limit of each partition log; `None`: the logs grow.
+    pub retention_bytes: Option<u64>,
+    /// The cluster, or `None` for a single node.
+    pub cluster: Option<&'a ClusterMembership>,
+}
+
+/// The node's TOML configuration file (docs/server.md, docs/replication.md). Pure, so that a
+/// test can check it key by key.
+pub fn render_config(config: &NodeConfig<'_>) -> String {
+    let mut text = String::from("# Written by ringlog-bench; removed with its data directory.\n");
+    let data_dir = config.data_dir.to_string_lossy();
+    let _ = writeln!(text, "data_dir = {}", toml_string(&data_dir));
+    let _ = writeln!(text, "listen = \"{}\"", config.addresses.client);
+    let _ = writeln!(text, "http_listen = \"{}\"", config.addresses.http);
+    let _ = writeln!(text, "write_path = \"{}\"", config.write_path.as_str());
+    let _ = writeln!(text, "segment_size_bytes = {}", config.segment_size_bytes);
+    if let Some(retention_bytes) = config.retention_bytes {
+        let _ = writeln!(text, "retention_bytes = {retention_bytes}");
+    }
+    let Some(cluster) = config.cluster else {
+        return text;
+    };
+    let _ = writeln!(text, "\n[cluster]");
+    let _ = writeln!(text, "id = {}", toml_string(&cluster.id));
+    let _ = writeln!(text, "node_id = {}", cluster.node_id);
+    let _ = writeln!(text, "leader = {}", cluster.leader);
+    let _ = writeln!(text, "nodes = [");
+    for (id, addresses) in &cluster.nodes {
+        let _ = writeln!(
+            text,
+            "  {{ id = {id}, client = \"{}\", replication = \"{}\" }},",
+            addresses.client, addresses.replication
+        );
+    }
+    let _ = writeln!(text, "]");
+    let _ = writeln!(text, "\n[replication]");
+    let _ = writeln!(
+        text,
+        "replica_lag_max_ms = {}",
+        cluster.replica_lag_max.as_millis()
+    );
+    text
+}
+
+/// `value` as a TOML basic string: quoted, with quotes, backslashes and control characters
+/// escaped.
+fn toml_string(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for character in value.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            control if control.is_control() => {
+                let _ = write!(quoted, "\\u{:04X}", u32::from(control));
+            }
+            other => quoted.push(other),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 /// A running node, killed when stopped or dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Option<Child>,
-    kafka_address: SocketAddr,
+    /// "node" or "node 2", for messages.
+    name: String,
+    addresses: NodeAddresses,
     log_path: PathBuf,
 }
 
 impl ServerProcess {
-    /// Starts a node and waits until it serves Kafka clients.
+    /// Starts a single node and waits until it serves Kafka clients.
     pub fn start(spec: &ServerSpec) -> anyhow::Result<ServerProcess> {
+        let ports = free_ports(Ipv4Addr::LOCALHOST, 3)?;
+        let addresses = NodeAddresses {
+            client: ports[0],
+            http: ports[1],
+            replication: ports[2],
+        };
         let data_dir = spec.dir.join("data");
-        let config_path = spec.dir.join("ringlog.toml");
-        let log_path = spec.dir.join("ringlog.log");
-        fs::write(
-            &config_path,
-            format!("segment_size_bytes = {}\n", spec.segment_size_bytes),
-        )
-        .with_context(|| format!("writing {}", config_path.display()))?;
+        let config = NodeConfig {
+            data_dir: &data_dir,
+            addresses,
+            write_path: spec.write_path,
+            segment_size_bytes: spec.segment_size_bytes,
+            retention_bytes: spec.retention_bytes,
+            cluster: None,
+        };
+        let mut server = ServerProcess::launch(&spec.binary, &spec.dir, "node", &config)?;
+        if let Err(error) = server.wait_until_ready() {
+            // The cause first, then the node's log; `server` is dropped (killed) on return.
+            bail!(
+                "starting the ringlog node: {error:#}\n{}",
+                server.log_tail()
+            );
+        }
+        Ok(server)
+    }
+
+    /// Writes `config` to `dir/ringlog.toml` and starts `binary serve` on it, its output going
+    /// to `dir/ringlog.log`; does not wait for it to serve.
+    fn launch(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        config: &NodeConfig<'_>,
+    ) -> anyhow::Result<ServerProcess> {
+        let config_path = dir.join("ringlog.toml");
+        let log_path = dir.join("ringlog.log");
+        fs::write(&config_path, render_config(config))
+            .with_context(|| format!("writing {}", config_path.display()))?;
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let (kafka_address, http_address) = free_loopback_ports()?;
-        let mut command = Command::new(&spec.binary);
-        command.arg("serve");
-        if let Some(retention_bytes) = spec.retention_bytes {
-            command
-                .arg("--retention-bytes")
-                .arg(retention_bytes.to_string());
-        }
-        let child = command
+        let child = Command::new(binary)
+            .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--listen")
-            .arg(kafka_address.to_string())
-            .arg("--http-listen")
-            .arg(http_address.to_string())
             .arg("--cores")
             .arg("1")
-            .arg("--write-path")
-            .arg(spec.write_path.as_str())
+            // The log is a file: no colour codes in it.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", spec.binary.display()))?;
-        let mut server = ServerProcess {
+            .with_context(|| format!("starting {} ({name})", binary.display()))?;
+        Ok(ServerProcess {
             child: Some(child),
-            kafka_address,
+            name: name.to_owned(),
+            addresses: config.addresses,
             log_path,
-        };
-        server
-            .wait_until_ready(http_address)
-            .with_context(|| server.log_tail())?;
-        Ok(server)
+        })
     }
 
     /// `HOST:PORT` of the node's Kafka listener.
     pub fn bootstrap(&self) -> String {
-        self.kafka_address.to_string()
+        self.addresses.client.to_string()
     }
 
     /// The node's PID (for progress lines).
@@ -141,7 +265,47 @@ impl ServerProcess {
 
     /// Kills the node and reaps it.
     pub fn stop(mut self) -> anyhow::Result<()> {
-        self.kill().context("stopping the ringlog node")
+        let name = self.name.clone();
+        self.kill()
+            .with_context(|| format!("stopping the ringlog {name}"))
+    }
+
+    /// The body of `GET path` on the node's HTTP control plane; an error unless it is 200.
+    pub fn http_get(&self, path: &str) -> anyhow::Result<String> {
+        let response = http_request(self.addresses.http, path)
+            .with_context(|| format!("GET {path} on the ringlog {}", self.name))?;
+        if !is_http_ok(&response) {
+            let status_line = response.split(|byte| *byte == b'\n').next().unwrap_or(&[]);
+            bail!(
+                "GET {path} on the ringlog {}: {}",
+                self.name,
+                String::from_utf8_lossy(status_line).trim_end()
+            );
+        }
+        Ok(String::from_utf8_lossy(http_body(&response)).into_owned())
+    }
+
+    /// The CPUs the node's shard thread (`shard-0`) may run on, as the kernel lists them
+    /// ("0", "0-1"); None if the process or thread is gone or unreadable.
+    pub fn shard_cpus(&self) -> Option<String> {
+        let pid = self.child.as_ref()?.id();
+        let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        tasks.flatten().find_map(|task| {
+            let comm = fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != SHARD_THREAD_NAME {
+                return None;
+            }
+            let status = fs::read_to_string(task.path().join("status")).ok()?;
+            cpus_allowed_list(&status)
+        })
+    }
+
+    /// Whether the node's process has exited (it should not have).
+    fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().context("checking the node"),
+            None => Ok(None),
+        }
     }
 
     fn kill(&mut self) -> io::Result<()> {
@@ -156,17 +320,18 @@ impl ServerProcess {
     }
 
     /// Polls `/health` until it answers 200, then a Kafka connection, until `READY_WAIT_MAX`.
-    fn wait_until_ready(&mut self, http_address: SocketAddr) -> anyhow::Result<()> {
+    fn wait_until_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_WAIT_MAX;
         let mut healthy = false;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().context("checking the node")? {
-                    bail!("the ringlog node exited during start-up ({status})");
-                }
+            if let Some(status) = self.exit_status()? {
+                bail!(
+                    "the ringlog {} exited during start-up ({status})",
+                    self.name
+                );
             }
             if !healthy {
-                healthy = health_ok(http_address);
+                healthy = health_ok(self.addresses.http);
             }
             if healthy {
                 let options = ClientOptions {
@@ -179,7 +344,8 @@ impl ServerProcess {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "the ringlog node did not become ready within {} s (health {})",
+                    "the ringlog {} did not become ready within {} s (health {})",
+                    self.name,
                     READY_WAIT_MAX.as_secs(),
                     if healthy {
                         "ok, Kafka listener not"
@@ -192,45 +358,217 @@ impl ServerProcess {
         }
     }
 
-    /// The end of the node's log, for error messages.
+    /// The end of the node's log, for error messages: "log PATH:\n<last lines>".
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-        format!(
-            "starting the ringlog node (log {}):\n{tail}",
-            self.log_path.display()
-        )
+        format!("log {}:\n{tail}", self.log_path.display())
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if let Err(error) = self.kill() {
-            eprintln!("warning: could not stop the ringlog node: {error}");
+            eprintln!("warning: could not stop the ringlog {}: {error}", self.name);
         }
     }
 }
 
-/// Two distinct free ports on 127.0.0.1: bound, read and released (the node binds them next).
-fn free_loopback_ports() -> anyhow::Result<(SocketAddr, SocketAddr)> {
-    let first = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    let second = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok((first.local_addr()?, second.local_addr()?))
+/// How to start a static cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// The `ringlog` binary.
+    pub binary: PathBuf,
+    /// Directory the nodes' directories (`n1`, `n2`, ...) go in; must exist.
+    pub dir: PathBuf,
+    /// `cluster.id`.
+    pub cluster_id: String,
+    /// Nodes, ids 1 to `node_count`; node `i` listens on 127.0.0.`i`, node 1 leads.
+    pub node_count: u32,
+    /// Write path of every node's logs.
+    pub write_path: WritePathName,
+    /// Segment size of every node's logs.
+    pub segment_size_bytes: u64,
+    /// Retention limit of every partition log on every node; `None`: the logs grow.
+    pub retention_bytes: Option<u64>,
+    /// `replication.replica_lag_max_ms` of every node.
+    pub replica_lag_max: Duration,
+}
+
+/// Most nodes a cluster may have here: one loopback address each, 127.0.0.1 to 127.0.0.254.
+const CLUSTER_NODE_COUNT_MAX: u32 = 254;
+/// Id of the node that leads every partition.
+pub const CLUSTER_LEADER_ID: u32 = 1;
+
+/// The running nodes of a static cluster; every one is killed when the cluster is stopped or
+/// dropped.
+#[derive(Debug)]
+pub struct ClusterProcess {
+    /// In id order, so `nodes[0]` is node 1, the leader.
+    nodes: Vec<ServerProcess>,
+}
+
+impl ClusterProcess {
+    /// Starts every node, then waits until each serves Kafka clients. If any node fails to
+    /// start, the nodes started so far are killed (dropped) before the error returns.
+    pub fn start(spec: &ClusterSpec) -> anyhow::Result<ClusterProcess> {
+        assert!(spec.node_count >= 1, "a cluster has at least one node");
+        assert!(
+            spec.node_count <= CLUSTER_NODE_COUNT_MAX,
+            "node_count={}",
+            spec.node_count
+        );
+        let mut members = Vec::new();
+        for id in 1..=spec.node_count {
+            let ports = free_ports(node_ip(id), 3)?;
+            let addresses = NodeAddresses {
+                client: ports[0],
+                http: ports[1],
+                replication: ports[2],
+            };
+            members.push((id, addresses));
+        }
+        let mut cluster = ClusterProcess { nodes: Vec::new() };
+        for (id, addresses) in &members {
+            let dir = spec.dir.join(format!("n{id}"));
+            fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let membership = ClusterMembership {
+                id: spec.cluster_id.clone(),
+                node_id: *id,
+                leader: CLUSTER_LEADER_ID,
+                nodes: members.clone(),
+                replica_lag_max: spec.replica_lag_max,
+            };
+            let data_dir = dir.join("data");
+            let config = NodeConfig {
+                data_dir: &data_dir,
+                addresses: *addresses,
+                write_path: spec.write_path,
+                segment_size_bytes: spec.segment_size_bytes,
+                retention_bytes: spec.retention_bytes,
+                cluster: Some(&membership),
+            };
+            let name = format!("node {id}");
+            cluster
+                .nodes
+                .push(ServerProcess::launch(&spec.binary, &dir, &name, &config)?);
+        }
+        for index in 0..cluster.nodes.len() {
+            if let Err(error) = cluster.nodes[index].wait_until_ready() {
+                // The cause first, then the nodes' logs; `cluster` is dropped on return, which
+                // kills every node started.
+                bail!(
+                    "starting the ringlog cluster: {error:#}\nthe nodes' last log lines:\n{}",
+                    cluster.log_tails()
+                );
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The leader (node 1).
+    pub fn leader(&self) -> &ServerProcess {
+        &self.nodes[0]
+    }
+
+    /// Each node's PID, in id order (for progress lines).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(ServerProcess::pid).collect()
+    }
+
+    /// Fails if a node's process has exited: a cluster that lost a node measures something
+    /// else.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            if let Some(status) = node.exit_status()? {
+                bail!("the ringlog {} exited ({status})", node.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The CPUs each node's shard may run on, in id order ("?" where unknown).
+    pub fn shard_cpus(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| node.shard_cpus().unwrap_or_else(|| "?".to_owned()))
+            .collect()
+    }
+
+    /// The end of every node's log, for error messages.
+    pub fn log_tails(&self) -> String {
+        let tails: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("{} {}", node.name, node.log_tail()))
+            .collect();
+        tails.join("\n")
+    }
+
+    /// Kills every node and reaps it; reports the first failure after trying them all.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for node in self.nodes {
+            if let Err(error) = node.stop() {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Node `id`'s loopback address, 127.0.0.`id`: every node of a cluster gets its own address,
+/// as on separate machines (Linux routes all of 127.0.0.0/8 to the loopback interface).
+fn node_ip(id: u32) -> Ipv4Addr {
+    let last = u8::try_from(id).expect("node ids are at most CLUSTER_NODE_COUNT_MAX");
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// `count` distinct free ports on `ip`: bound together, read and released (the node binds
+/// them next).
+fn free_ports(ip: Ipv4Addr, count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((ip, 0)))
+        .collect::<io::Result<Vec<TcpListener>>>()
+        .with_context(|| format!("finding free ports on {ip}"))?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().context("reading a bound port"))
+        .collect()
 }
 
 /// Whether `GET /health` answers 200.
 fn health_ok(http_address: SocketAddr) -> bool {
-    let probe = || -> io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&http_address, PROBE_TIMEOUT)?;
-        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        Ok(is_http_ok(&response))
-    };
-    probe().unwrap_or(false)
+    http_request(http_address, "/health").is_ok_and(|response| is_http_ok(&response))
+}
+
+/// The whole response to `GET path` (the node closes the connection after it).
+fn http_request(http_address: SocketAddr, path: &str) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&http_address, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {http_address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// The `Cpus_allowed_list` of a `/proc/<pid>/task/<tid>/status` text.
+fn cpus_allowed_list(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_owned())
+}
+
+/// The body of an HTTP response: what follows the blank line after the headers.
+fn http_body(response: &[u8]) -> &[u8] {
+    response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map_or(&[], |end| &response[end + 4..])
 }
 
 /// Whether an HTTP response's status line says 200.
@@ -243,6 +581,8 @@ fn is_http_ok(response: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]
@@ -256,9 +596,130 @@ mod tests {
 
     #[test]
     fn free_ports_differ() {
-        let (first, second) = free_loopback_ports().unwrap();
-        assert_ne!(first.port(), second.port());
-        assert!(first.ip().is_loopback());
+        let ports = free_ports(node_ip(2), 3).unwrap();
+        assert_ne!(ports[0].port(), ports[1].port());
+        assert_ne!(ports[1].port(), ports[2].port());
+        assert_ne!(ports[0].port(), ports[2].port());
+        assert_eq!(ports[0].ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    }
+
+    #[test]
+    fn reads_allowed_cpus() {
+        let status = "Name:\tshard-0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\nMems_allowed:\t1\n";
+        assert_eq!(cpus_allowed_list(status).as_deref(), Some("0"));
+        assert_eq!(cpus_allowed_list("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_http_bodies() {
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\na 1\n";
+        assert_eq!(http_body(response), b"a 1\n");
+        assert_eq!(http_body(b"HTTP/1.1 200 OK\r\n"), b"");
+    }
+
+    fn addresses(id: u8, port: u16) -> NodeAddresses {
+        let ip = Ipv4Addr::new(127, 0, 0, id);
+        NodeAddresses {
+            client: SocketAddr::from((ip, port)),
+            http: SocketAddr::from((ip, port + 1)),
+            replication: SocketAddr::from((ip, port + 2)),
+        }
+    }
+
+    // A cluster node's file is valid TOML with the keys and values the node reads
+    // (docs/replication.md): its own addresses, every node's client and replication address,
+    // the leader, and the ISR lag in ms. A path that needs escaping survives the round trip.
+    #[test]
+    fn renders_cluster_node_configs() {
+        let membership = ClusterMembership {
+            id: "bench".to_owned(),
+            node_id: 2,
+            leader: 1,
+            nodes: vec![
+                (1, addresses(1, 9000)),
+                (2, addresses(2, 9100)),
+                (3, addresses(3, 9200)),
+            ],
+            replica_lag_max: Duration::from_secs(10),
+        };
+        let data_dir = PathBuf::from("/tmp/bench \"a\\b\"/n2/data");
+        let config = NodeConfig {
+            data_dir: &data_dir,
+            addresses: addresses(2, 9100),
+            write_path: WritePathName::Mmap,
+            segment_size_bytes: 256 << 20,
+            retention_bytes: Some(1 << 30),
+            cluster: Some(&membership),
+        };
+        let text = render_config(&config);
+        let parsed: toml::Table = text
+            .parse()
+            .unwrap_or_else(|error| panic!("{error}\n{text}"));
+        assert_eq!(
+            parsed["data_dir"].as_str(),
+            Some("/tmp/bench \"a\\b\"/n2/data")
+        );
+        assert_eq!(parsed["listen"].as_str(), Some("127.0.0.2:9100"));
+        assert_eq!(parsed["http_listen"].as_str(), Some("127.0.0.2:9101"));
+        assert_eq!(parsed["write_path"].as_str(), Some("mmap"));
+        assert_eq!(parsed["segment_size_bytes"].as_integer(), Some(256 << 20));
+        assert_eq!(parsed["retention_bytes"].as_integer(), Some(1 << 30));
+        let cluster = parsed["cluster"].as_table().unwrap();
+        assert_eq!(cluster["id"].as_str(), Some("bench"));
+        assert_eq!(cluster["node_id"].as_integer(), Some(2));
+        assert_eq!(cluster["leader"].as_integer(), Some(1));
+        let nodes = cluster["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[2]["id"].as_integer(), Some(3));
+        assert_eq!(nodes[2]["client"].as_str(), Some("127.0.0.3:9200"));
+        assert_eq!(nodes[2]["replication"].as_str(), Some("127.0.0.3:9202"));
+        assert_eq!(
+            parsed["replication"]["replica_lag_max_ms"].as_integer(),
+            Some(10_000)
+        );
+        // Nothing else: the node refuses unknown keys.
+        let mut keys: Vec<&str> = parsed.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let expected = [
+            "cluster",
+            "data_dir",
+            "http_listen",
+            "listen",
+            "replication",
+            "retention_bytes",
+            "segment_size_bytes",
+            "write_path",
+        ];
+        assert_eq!(keys, expected);
+    }
+
+    // A single node's file has neither `[cluster]` nor `[replication]`, and no retention
+    // limit unless asked for.
+    #[test]
+    fn renders_single_node_configs() {
+        let data_dir = PathBuf::from("/data");
+        let config = NodeConfig {
+            data_dir: &data_dir,
+            addresses: addresses(1, 9000),
+            write_path: WritePathName::Direct,
+            segment_size_bytes: 4096,
+            retention_bytes: None,
+            cluster: None,
+        };
+        let parsed: toml::Table = render_config(&config).parse().unwrap();
+        let mut keys: Vec<&str> = parsed.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "data_dir",
+                "http_listen",
+                "listen",
+                "segment_size_bytes",
+                "write_path"
+            ]
+        );
+        assert_eq!(toml_string("a\tb"), "\"a\\u0009b\"");
     }
 
     // A missing binary is an error that says how to build it, never a silent skip.

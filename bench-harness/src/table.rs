@@ -9,7 +9,8 @@ use ringlog_types::units::{KIB, MIB};
 use crate::baseline::Baselines;
 use crate::environment::Environment;
 use crate::report::{
-    BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target, TargetOutcome,
+    latency_floor_plus_rtt, BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target,
+    TargetOutcome,
 };
 
 /// The whole report as text, ending in a newline.
@@ -17,6 +18,7 @@ pub fn render(report: &Report) -> String {
     let mut lines = Vec::new();
     render_environment(&report.environment, &mut lines);
     render_baselines(&report.baselines, &mut lines);
+    render_floor(report, &mut lines);
     render_runs(&report.runs, &report.baselines, &mut lines);
     render_targets(&report.runs, &report.baselines, &mut lines);
     let mut text = lines.join("\n");
@@ -80,6 +82,20 @@ fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
                 baselines.loopback_rtt_sample_count.unwrap_or_default()
             ));
         }
+    }
+}
+
+/// The floor the replicated QD1 runs are divided by, when the report has such runs.
+fn render_floor(report: &Report, lines: &mut Vec<String>) {
+    let compared = report
+        .runs
+        .iter()
+        .any(|run| run.comparison == Comparison::LatencyQd1PlusRtt);
+    if let (true, Some(floor)) = (compared, latency_floor_plus_rtt(&report.baselines)) {
+        lines.push(format!(
+            "  floor: 4 KiB fdatasync + loopback 1 KiB RTT, per percentile  {}",
+            format_percentiles(&floor)
+        ));
     }
 }
 
@@ -183,7 +199,7 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
                 "  {verdict}  {}  target: {}, measured {}",
                 run_label(run),
                 target.description(),
-                format_target_actual(target, &outcome)
+                format_target_actual(target, &outcome, &run.ratios(baselines))
             ))
         })
         .collect();
@@ -195,8 +211,13 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
 }
 
 /// The measured value a target is about, in the target's own unit, with the computed bound
-/// for a latency budget (whose bound comes from other measurements).
-fn format_target_actual(target: Target, outcome: &TargetOutcome) -> String {
+/// for a latency budget (whose bound comes from other measurements), and both percentiles for
+/// a target on two.
+fn format_target_actual(
+    target: Target,
+    outcome: &TargetOutcome,
+    ratios: &BaselineRatios,
+) -> String {
     let Some(actual) = outcome.actual else {
         let missing = if target.reference().is_some() {
             "the run or baseline it refers to is missing"
@@ -210,6 +231,11 @@ fn format_target_actual(target: Target, outcome: &TargetOutcome) -> String {
             format!("{actual:.0}%")
         }
         Target::P50RatioMax(_) | Target::P99RatioMax(_) => format!("{actual:.2}x"),
+        Target::P50AndP99RatioPlusRttMax(_) => format!(
+            "p50 {}  p99 {}",
+            format_ratio(ratios.p50_ratio_plus_rtt),
+            format_ratio(ratios.p99_ratio_plus_rtt)
+        ),
         Target::P50WithinRunPlusRtt { .. } => match outcome.limit {
             Some(budget) => format!("{actual:.0} µs (budget {budget:.0} µs)"),
             None => format!("{actual:.0} µs"),
@@ -225,14 +251,23 @@ fn run_label(run: &RunResult) -> String {
     }
 }
 
+/// "1.25x", or "-" without a value.
+fn format_ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}x"))
+}
+
 /// The ratio cell of a run: latency ratios for QD1 runs, bandwidth share for saturated ones.
 pub fn format_vs_baseline(comparison: Comparison, ratios: &BaselineRatios) -> String {
-    let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
     match comparison {
         Comparison::LatencyQd1 => format!(
             "p50 {}  p99 {}",
-            ratio(ratios.p50_ratio),
-            ratio(ratios.p99_ratio)
+            format_ratio(ratios.p50_ratio),
+            format_ratio(ratios.p99_ratio)
+        ),
+        Comparison::LatencyQd1PlusRtt => format!(
+            "p50 {}  p99 {}  of fdatasync+RTT",
+            format_ratio(ratios.p50_ratio_plus_rtt),
+            format_ratio(ratios.p99_ratio_plus_rtt)
         ),
         Comparison::Bandwidth => match ratios.bandwidth_percent {
             Some(percent) => format!("{percent:.0}% of 1 MiB bandwidth"),
@@ -280,6 +315,8 @@ mod tests {
             p50_ratio: Some(1.25),
             p99_ratio: None,
             bandwidth_percent: Some(74.6),
+            p50_ratio_plus_rtt: Some(1.5),
+            p99_ratio_plus_rtt: Some(1.875),
         };
         assert_eq!(
             format_vs_baseline(Comparison::LatencyQd1, &ratios),
@@ -288,6 +325,10 @@ mod tests {
         assert_eq!(
             format_vs_baseline(Comparison::Bandwidth, &ratios),
             "75% of 1 MiB bandwidth"
+        );
+        assert_eq!(
+            format_vs_baseline(Comparison::LatencyQd1PlusRtt, &ratios),
+            "p50 1.50x  p99 1.88x  of fdatasync+RTT"
         );
         assert_eq!(format_vs_baseline(Comparison::None, &ratios), "-");
     }
@@ -303,6 +344,54 @@ mod tests {
             align_columns(&rows, 1),
             ["name     n  note", "a     1000  x"]
         );
+    }
+
+    // A replicated QD1 row shows its ack mode, its ratios to fdatasync + round trip, the floor
+    // line they are divided by, and both ratios in its verdict; single-node rows get "-" in
+    // the ack column.
+    #[test]
+    fn renders_replicated_rows() {
+        let mut baselines = sample_baselines();
+        baselines.loopback_rtt_1k_us = Some(LatencySummary {
+            p50: 25,
+            p99: 100,
+            ..LatencySummary::default()
+        });
+        let mut replicated = sample_run(
+            Comparison::LatencyQd1PlusRtt,
+            Some(Target::P50AndP99RatioPlusRttMax(2.0)),
+        );
+        replicated.scenario = "replicated_qd1".to_owned();
+        replicated.ack_mode = Some("sync".to_owned());
+        let report = Report {
+            environment: Environment::collect(std::path::Path::new("/")),
+            baselines,
+            runs: vec![sample_run(Comparison::LatencyQd1, None), replicated],
+        };
+        let text = render(&report);
+        assert!(
+            text.contains("floor: 4 KiB fdatasync + loopback 1 KiB RTT, per percentile  p50 125"),
+            "{text}"
+        );
+        let row = text
+            .lines()
+            .find(|line| line.starts_with("replicated_qd1"))
+            .unwrap();
+        assert!(row.contains(" sync "), "{row}");
+        assert!(
+            row.ends_with("p50 1.00x  p99 2.00x  of fdatasync+RTT"),
+            "{row}"
+        );
+        let single = text
+            .lines()
+            .find(|line| line.starts_with("append_qd1"))
+            .unwrap();
+        assert!(single.contains(" - "), "{single}");
+        assert!(
+            text.contains("PASS  replicated_qd1 (direct, sync)  target: p50 and p99 each <= 2x"),
+            "{text}"
+        );
+        assert!(text.contains("measured p50 1.00x  p99 2.00x"), "{text}");
     }
 
     // Renders a report with one passing and one failing target and checks that the rows, the

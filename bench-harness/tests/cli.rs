@@ -5,11 +5,12 @@
 //! directory is gone afterwards. A second test checks that a non-empty directory is refused
 //! and left untouched, since the harness deletes its data directory at exit.
 //!
-//! `produce --quick` starts the node binary `ringlog` of `crates/cli`. Cargo gives a test
-//! the path of its own package's binaries only, so the test looks for `ringlog` where
-//! `ringlog-bench` looks by default, next to the bench binary in `target/<profile>/`, and
-//! builds it there with `cargo build -p ringlog-cli` (same profile) when it is missing. If it
-//! still cannot be found, the test fails and says so: it never passes without the node.
+//! `produce --quick` and `replicated --quick` start the node binary `ringlog` of
+//! `crates/cli`. Cargo gives a test the path of its own package's binaries only, so the
+//! tests look for `ringlog` where `ringlog-bench` looks by default, next to the bench binary
+//! in `target/<profile>/`, and build it there with `cargo build -p ringlog-cli` (same
+//! profile) when it is missing. If it still cannot be found, a test fails and says so: it
+//! never passes without the node.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -132,9 +133,11 @@ fn assert_run(run: &Value) {
         assert!(run[key].is_number(), "run.{key}: {run}");
     }
     assert_latency_summary(&run["latency_us"], "run.latency_us");
-    if let Some(ack_mode) = run.get("ack_mode") {
-        assert!(ack_mode.is_string(), "run.ack_mode: {run}");
-    }
+    let ack_mode = &run["ack_mode"];
+    assert!(
+        ack_mode.is_string() || ack_mode.is_null(),
+        "run.ack_mode: {run}"
+    );
     if let Some(target) = run.get("target") {
         assert!(target["met"].is_boolean(), "run.target.met: {run}");
     }
@@ -163,6 +166,10 @@ fn no_subcommand_explains_what_to_run() {
     assert!(stderr.contains("ringlog-bench wal"), "stderr:\n{stderr}");
     assert!(
         stderr.contains("ringlog-bench produce"),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ringlog-bench replicated"),
         "stderr:\n{stderr}"
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_ringlog-bench")).exists());
@@ -296,6 +303,7 @@ fn produce_quick_runs_a_node_and_reports_beside_the_wal() {
         assert_eq!(run["write_path"], "direct");
         assert!(run["records_per_s"].as_f64().unwrap() > 0.0, "{run}");
         assert_eq!(run["extra"]["acks"], 1, "{run}");
+        assert!(run["ack_mode"].is_null(), "{run}");
         let target = &run["target"];
         assert_eq!(target["kind"], kind, "{run}");
         assert!(target["limit"].as_f64().unwrap() > 0.0, "{run}");
@@ -304,4 +312,129 @@ fn produce_quick_runs_a_node_and_reports_beside_the_wal() {
     }
     assert_eq!(runs[3]["extra"]["producers"], 2);
     assert_eq!(runs[3]["concurrency"], 8);
+}
+
+// `replicated --quick` end to end with a real 3-node cluster: the round-trip baselines, the
+// acks=1 row and both runs of two ack modes with their ack mode and acks in the JSON, the
+// `sync` QD1 target, the table with its ack column and floor line, no data directory left
+// behind, and no node left running (each node's PID is gone after the run).
+#[test]
+fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
+    let ringlog = ringlog_binary();
+    let scratch = tempfile::tempdir().unwrap();
+    let json_path = scratch.path().join("replicated.json");
+    let data_dir = scratch.path().join("data");
+    let output = run_bench(&[
+        "replicated",
+        "--quick",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--dir",
+        data_dir.to_str().unwrap(),
+        "--ringlog-bin",
+        ringlog.to_str().unwrap(),
+        "--ack-modes",
+        "quorum,sync",
+        // Small logs, short runs and few requests in flight: this test checks the report,
+        // not the figures, and runs debug builds.
+        "--segment-size-bytes",
+        "4194304",
+        "--retention-bytes",
+        "16777216",
+        "--duration-secs",
+        "1",
+        "--warmup-secs",
+        "0",
+        "--producers",
+        "2",
+        "--in-flight-max",
+        "4",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr:\n{stderr}",
+        output.status
+    );
+    assert!(!data_dir.exists(), "data directory left behind");
+    for pid in cluster_pids(&stderr) {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "node pid {pid} still running"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for text in [
+        "loopback TCP RTT 1 KiB",
+        "floor: 4 KiB fdatasync + loopback 1 KiB RTT",
+        "of fdatasync+RTT",
+        "replicated_saturated",
+        "replicated_qd1 (direct, sync)  target: p50 and p99 each <= 2x",
+    ] {
+        assert!(
+            stdout.contains(text),
+            "{text:?} missing from stdout:\n{stdout}"
+        );
+    }
+
+    let report: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    let runs = report["runs"].as_array().expect("runs is an array");
+    let rows: Vec<(&str, &str, i64)> = runs
+        .iter()
+        .map(|run| {
+            assert_run(run);
+            assert_eq!(run["write_path"], "direct");
+            assert!(run["records_per_s"].as_f64().unwrap() > 0.0, "{run}");
+            assert_eq!(run["extra"]["replication_factor"], 3, "{run}");
+            assert!(run["extra"]["replication_counters"].is_object(), "{run}");
+            (
+                run["scenario"].as_str().unwrap(),
+                run["ack_mode"].as_str().unwrap(),
+                run["extra"]["acks"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("replicated_qd1", "acks=1", 1),
+            ("replicated_qd1", "quorum", -1),
+            ("replicated_saturated", "quorum", -1),
+            ("replicated_qd1", "sync", -1),
+            ("replicated_saturated", "sync", -1),
+        ]
+    );
+    assert_eq!(runs[1]["vs_baseline"]["comparison"], "latency_qd1_plus_rtt");
+    assert!(runs[1]["vs_baseline"]["p99_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(runs[2]["vs_baseline"]["comparison"], "bandwidth");
+    assert_eq!(runs[2]["concurrency"], 8);
+    let target = &runs[3]["target"];
+    assert_eq!(target["kind"], "p50_p99_ratio_plus_rtt_max", "{target}");
+    assert_eq!(target["limit"], 2.0, "{target}");
+    assert!(target["actual"].as_f64().unwrap() > 0.0, "{target}");
+    assert!(
+        runs.iter()
+            .filter(|run| run.get("target").is_some())
+            .count()
+            == 1
+    );
+}
+
+/// The node PIDs from the progress line "replicated: 3-node cluster (direct) pids [a, b, c]".
+fn cluster_pids(stderr: &str) -> Vec<u32> {
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("-node cluster"))
+        .unwrap_or_else(|| panic!("no cluster line in stderr:\n{stderr}"));
+    let list = line
+        .split_once("pids [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no pids in {line:?}"));
+    let pids: Vec<u32> = list
+        .split(", ")
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 3, "{line}");
+    pids
 }
