@@ -185,6 +185,12 @@ impl Shard {
     fn serve(&mut self) -> Result<()> {
         while !self.stop.load(Ordering::Relaxed) {
             self.step()?;
+            if self.wal.has_pending_events() {
+                // The step's last poll reaped completions (a socket's, a commit's): waiting
+                // for another one would leave these for up to `LOOP_WAKE_MAX`.
+                self.wal.ring_mut().submit_and_wait(0)?;
+                continue;
+            }
             let timeout = self.wait_timeout();
             self.wal.ring_mut().submit_and_wait_timeout(1, timeout)?;
         }
@@ -282,7 +288,11 @@ impl Shard {
             } else {
                 LOOP_WAKE_MAX.min(Duration::from_millis(5))
             };
-            self.wal.ring_mut().submit_and_wait_timeout(1, wait)?;
+            if self.wal.has_pending_events() {
+                self.wal.ring_mut().submit_and_wait(0)?;
+            } else {
+                self.wal.ring_mut().submit_and_wait_timeout(1, wait)?;
+            }
         }
         tracing::info!(shard = self.index, "shard stopped");
         Ok(())

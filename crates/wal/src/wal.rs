@@ -304,6 +304,14 @@ impl Wal {
         &mut self.ring
     }
 
+    /// True if `poll` reaped something the caller has not taken yet: external completions
+    /// or durable events. A loop that waits on the ring must not wait then: what it waits
+    /// for may already be here.
+    #[must_use]
+    pub fn has_pending_events(&self) -> bool {
+        !self.external_completions.is_empty() || !self.durable_events.is_empty()
+    }
+
     /// Moves the completions of external operations (tags at or above [`EXTERNAL_TAG_MIN`],
     /// and foreign ones) that `poll` reaped into `out`.
     pub fn drain_external_completions(&mut self, out: &mut Vec<Completion>) {
