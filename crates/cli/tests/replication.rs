@@ -933,6 +933,40 @@ fn follower_reads_stay_below_the_high_watermark() -> anyhow::Result<()> {
     Ok(())
 }
 
+// A follower's replica fetch parks at the leader for `fetch_wait_ms`; when the leader's HW
+// moves, the parked fetch is answered at once, so the follower's readers see a committed
+// record long before that wait ends. With `fetch_wait_ms` at 20 s and Kafka fetches on the
+// followers that wait 5 s at most, read-your-writes on a follower works only because of that.
+#[test]
+fn followers_learn_a_new_high_watermark_without_waiting_out_their_fetch() -> anyhow::Result<()> {
+    let replication = format!("{REPLICATION}fetch_wait_ms = 20000\n");
+    let cluster = Cluster::start(3, &replication)?;
+    cluster.create_topic("hw", 1, 3, &["ack_mode=sync", "min_insync_replicas=2"])?;
+    cluster.wait_isr("hw-0", 3)?;
+    let mut leader = cluster.leader().kafka()?;
+    let mut followers = [cluster.node(2).kafka()?, cluster.node(3).kafka()?];
+    for round in 0..5 {
+        let tag = format!("hw-{round}");
+        let (code, base) = leader.produce("hw", 0, batch(1, &tag), -1)?;
+        ensure!(code == 0, "produce {round}: error {code}");
+        for (index, follower) in followers.iter_mut().enumerate() {
+            let (code, high_watermark, records) = follower.fetch("hw", 0, base, 5000)?;
+            ensure!(
+                code == 0,
+                "node {}: fetch at {base}: error {code}",
+                index + 2
+            );
+            let key = key_at(&records, u64::try_from(base)?)?;
+            ensure!(
+                key.as_deref() == Some(format!("key-{tag}-0").as_bytes()),
+                "node {}: a fetch at {base} waiting 5 s got HW {high_watermark} and no record",
+                index + 2
+            );
+        }
+    }
+    Ok(())
+}
+
 // ----- f. writes to a follower -----
 
 /// Records kcat produces through a follower in the redirect test.

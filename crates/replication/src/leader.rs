@@ -546,8 +546,9 @@ impl Leader {
 
     fn expand_isr(&mut self, now: Time) {
         let lag_max_ms = self.policy.replica_lag_max_ms;
+        let high_watermark = self.high_watermark;
         for (&follower, state) in &mut self.followers {
-            if !state.progress.in_isr && state.may_join(now, lag_max_ms) {
+            if !state.progress.in_isr && state.may_join(now, lag_max_ms, high_watermark) {
                 state.progress.in_isr = true;
                 self.stats.isr_expands += 1;
                 self.commands.push(LeaderCommand::IsrExpanded { follower });
@@ -724,12 +725,18 @@ impl FollowerState {
         self.progress.durable_end = durable_end;
     }
 
-    fn may_join(&self, now: Time, lag_max_ms: u64) -> bool {
+    /// Whether this follower may join the ISR: caught up recently, and durable up to the HW
+    /// the leader had after its previous fetch or report, or, on its first fetch, up to the
+    /// current HW (a follower that is fully caught up joins at once). A follower that never
+    /// fetched may not join.
+    fn may_join(&self, now: Time, lag_max_ms: u64, high_watermark: Offset) -> bool {
         let recent = now.ms_since(self.progress.last_caught_up) <= lag_max_ms;
-        let durable = self
-            .join_high_watermark
-            .is_some_and(|high_watermark| self.progress.durable_end >= high_watermark);
-        recent && durable
+        let target = match (self.join_high_watermark, self.progress.last_fetch) {
+            (Some(remembered), _) => remembered,
+            (None, Some(_)) => high_watermark,
+            (None, None) => return false,
+        };
+        recent && self.progress.durable_end >= target
     }
 }
 

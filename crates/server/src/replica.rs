@@ -145,6 +145,10 @@ pub(crate) struct ParkedReplicaFetch {
     fetch_offset: Offset,
     max_bytes: usize,
     deadline: Instant,
+    /// The leader's HW when the fetch arrived; the follower knows at least that one. A
+    /// higher HW answers the fetch even without data, so the follower's readers see
+    /// committed data without waiting out `fetch_wait_ms`.
+    high_watermark: Offset,
 }
 
 /// The follower's topic poll link.
@@ -543,7 +547,9 @@ impl Shard {
             Some(connection) => connection.reserve(),
             None => return,
         };
+        let high_watermark = self.leader_high_watermark(fetch.topic, fetch.partition);
         let parked = ParkedReplicaFetch {
+            high_watermark,
             target,
             sequence,
             correlation,
@@ -568,6 +574,20 @@ impl Shard {
         }
     }
 
+    /// The HW of a partition this node leads (0 if it does not).
+    fn leader_high_watermark(&self, topic: &str, partition: u32) -> Offset {
+        let Some(state) = self
+            .partitions
+            .get(topic, i32::try_from(partition).unwrap_or(-1))
+        else {
+            return Offset(0);
+        };
+        match &state.replica {
+            Replica::Leader(leader) => leader.high_watermark(),
+            _ => Offset(0),
+        }
+    }
+
     fn on_durable_report(&mut self, follower: u32, report: &frame::DurableReport<'_>) {
         let time = time_of(Instant::now());
         let partition = i32::try_from(report.partition).unwrap_or(-1);
@@ -588,8 +608,8 @@ impl Shard {
         self.apply_leader_commands(handle, commands);
     }
 
-    /// Answers the parked replica fetches that have data now or reached their deadline
-    /// (all of them when `flush`: the node stops).
+    /// Answers the parked replica fetches that have data or a higher HW now, or reached
+    /// their deadline (all of them when `flush`: the node stops).
     pub(crate) fn answer_replica_fetches(&mut self, now: Instant, flush: bool) {
         if self.replication.parked.is_empty() {
             return;
@@ -602,8 +622,9 @@ impl Shard {
         }
     }
 
-    /// Sends the answer if there is data past the fetch offset (or an error, or the wait
-    /// is over), else hands the fetch back to stay parked.
+    /// Sends the answer if there is data past the fetch offset or the HW moved past the one
+    /// the fetch found (or an error, or the wait is over), else hands the fetch back to stay
+    /// parked.
     fn try_replica_fetch(
         &mut self,
         fetch: ParkedReplicaFetch,
@@ -625,10 +646,11 @@ impl Shard {
             return None;
         }
         let has_data = fetch.fetch_offset < ends.log_end;
-        if !has_data && fetch.deadline > now && !flush {
+        let high_watermark = state.high_watermark(ends.durable_end);
+        let news = has_data || high_watermark > fetch.high_watermark;
+        if !news && fetch.deadline > now && !flush {
             return Some(fetch);
         }
-        let high_watermark = state.high_watermark(ends.durable_end);
         let mut parts = Vec::new();
         let mut records_len = 0;
         if has_data {

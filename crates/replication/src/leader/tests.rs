@@ -207,8 +207,18 @@ fn join_needs_previous_contact_and_its_high_watermark() {
         Offset(10),
         at(0),
     );
+    report(&mut leader, at(1), A, 10);
+    assert_eq!(
+        drain(&mut leader),
+        vec![],
+        "a report is no fetch: never heard from"
+    );
     fetch(&mut leader, at(1), A, 10, 4);
-    assert_eq!(drain(&mut leader), vec![], "first contact");
+    assert_eq!(
+        drain(&mut leader),
+        vec![],
+        "first contact, durable 4 < HW 10"
+    );
     fetch(&mut leader, at(2), A, 10, 8);
     assert_eq!(
         drain(&mut leader),
@@ -221,6 +231,25 @@ fn join_needs_previous_contact_and_its_high_watermark() {
         vec![LeaderCommand::IsrExpanded { follower: A }]
     );
     assert_eq!(leader.stats().isr_expands, 1);
+}
+
+// A follower whose first fetch finds it durable at the leader's HW joins at once (an idle
+// partition would otherwise wait out one whole fetch wait at the leader).
+#[test]
+fn caught_up_follower_joins_at_its_first_fetch() {
+    let mut leader = Leader::new(
+        LEADER,
+        &[A],
+        Policy::default(),
+        Offset(10),
+        Offset(10),
+        at(0),
+    );
+    fetch(&mut leader, at(1), A, 10, 10);
+    assert_eq!(
+        drain(&mut leader),
+        vec![LeaderCommand::IsrExpanded { follower: A }]
+    );
 }
 
 // Under continuous load a follower is one round behind: it joins when durable at the HW of
