@@ -120,6 +120,8 @@ pub struct NodeConfig<'a> {
     pub retention_bytes: Option<u64>,
     /// The cluster, or `None` for a single node.
     pub cluster: Option<&'a ClusterMembership>,
+    /// CPUs the node's shards are pinned to (`cpus`); `None`: the node's default.
+    pub cpus: Option<Vec<usize>>,
 }
 
 /// The node's TOML configuration file (docs/server.md, docs/replication.md). Pure, so that a
@@ -134,6 +136,10 @@ pub fn render_config(config: &NodeConfig<'_>) -> String {
     let _ = writeln!(text, "segment_size_bytes = {}", config.segment_size_bytes);
     if let Some(retention_bytes) = config.retention_bytes {
         let _ = writeln!(text, "retention_bytes = {retention_bytes}");
+    }
+    if let Some(cpus) = &config.cpus {
+        let list: Vec<String> = cpus.iter().map(ToString::to_string).collect();
+        let _ = writeln!(text, "cpus = [{}]", list.join(", "));
     }
     let Some(cluster) = config.cluster else {
         return text;
@@ -158,6 +164,32 @@ pub fn render_config(config: &NodeConfig<'_>) -> String {
         cluster.replica_lag_max.as_millis()
     );
     text
+}
+
+/// The CPUs this process may run on (what the nodes inherit), sorted; `[0]` if unknown.
+fn available_cpus() -> Vec<usize> {
+    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect();
+    cpus.sort_unstable();
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+/// The CPU node `id` (1-based) is pinned to: the leader (node 1) gets the first CPU to
+/// itself when there are two or more, the followers share the others round robin, so the
+/// leader never waits for a follower's shard on its own core.
+fn node_cpu(id: u32, cpus: &[usize]) -> usize {
+    let index = usize::try_from(id.saturating_sub(1)).unwrap_or(0);
+    if index == 0 || cpus.len() == 1 {
+        return cpus[0];
+    }
+    let rest = &cpus[1..];
+    rest[(index - 1) % rest.len()]
 }
 
 /// `value` as a TOML basic string: quoted, with quotes, backslashes and control characters
@@ -206,6 +238,7 @@ impl ServerProcess {
             segment_size_bytes: spec.segment_size_bytes,
             retention_bytes: spec.retention_bytes,
             cluster: None,
+            cpus: None,
         };
         let mut server = ServerProcess::launch(&spec.binary, &spec.dir, "node", &config)?;
         if let Err(error) = server.wait_until_ready() {
@@ -430,6 +463,7 @@ impl ClusterProcess {
             members.push((id, addresses));
         }
         let mut cluster = ClusterProcess { nodes: Vec::new() };
+        let cpus = available_cpus();
         for (id, addresses) in &members {
             let dir = spec.dir.join(format!("n{id}"));
             fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -448,6 +482,7 @@ impl ClusterProcess {
                 segment_size_bytes: spec.segment_size_bytes,
                 retention_bytes: spec.retention_bytes,
                 cluster: Some(&membership),
+                cpus: Some(vec![node_cpu(*id, &cpus)]),
             };
             let name = format!("node {id}");
             cluster
@@ -585,6 +620,16 @@ mod tests {
 
     use super::*;
 
+    // The leader has the first CPU to itself; followers share the rest; one CPU is shared.
+    #[test]
+    fn leader_gets_its_own_cpu() {
+        assert_eq!(node_cpu(1, &[0, 1]), 0);
+        assert_eq!(node_cpu(2, &[0, 1]), 1);
+        assert_eq!(node_cpu(3, &[0, 1]), 1);
+        assert_eq!(node_cpu(3, &[2, 5, 7]), 7);
+        assert_eq!(node_cpu(2, &[4]), 4);
+    }
+
     #[test]
     fn reads_http_status_lines() {
         assert!(is_http_ok(b"HTTP/1.1 200 OK\r\n\r\nok"));
@@ -650,6 +695,7 @@ mod tests {
             segment_size_bytes: 256 << 20,
             retention_bytes: Some(1 << 30),
             cluster: Some(&membership),
+            cpus: Some(vec![1]),
         };
         let text = render_config(&config);
         let parsed: toml::Table = text
@@ -677,11 +723,13 @@ mod tests {
             parsed["replication"]["replica_lag_max_ms"].as_integer(),
             Some(10_000)
         );
+        assert_eq!(parsed["cpus"].as_array().map(Vec::len), Some(1));
         // Nothing else: the node refuses unknown keys.
         let mut keys: Vec<&str> = parsed.keys().map(String::as_str).collect();
         keys.sort_unstable();
         let expected = [
             "cluster",
+            "cpus",
             "data_dir",
             "http_listen",
             "listen",
@@ -705,6 +753,7 @@ mod tests {
             segment_size_bytes: 4096,
             retention_bytes: None,
             cluster: None,
+            cpus: None,
         };
         let parsed: toml::Table = render_config(&config).parse().unwrap();
         let mut keys: Vec<&str> = parsed.keys().map(String::as_str).collect();

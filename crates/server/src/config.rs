@@ -60,6 +60,10 @@ pub struct Config {
     pub connection_requests_max: usize,
     /// Open connections per shard; further connections are closed at once.
     pub connections_max: usize,
+    /// CPUs the shards are pinned to, shard `i` on `cpus[i % len]`; default: the CPUs this
+    /// process may run on (its affinity mask), in order. Several nodes on one host give each
+    /// its own CPUs here.
+    pub cpus: Option<Vec<usize>>,
     /// The replicated cluster this node belongs to; `None`: a single node (every partition
     /// led here, `acks=-1` means durable on this node).
     pub cluster: Option<ClusterConfig>,
@@ -221,6 +225,7 @@ impl Default for Config {
             retention_bytes: None,
             connection_requests_max: 128,
             connections_max: 4096,
+            cpus: None,
             cluster: None,
             replication: ReplicationDefaults::default(),
         }
@@ -325,6 +330,9 @@ impl Config {
         }
         if self.connection_requests_max == 0 || self.connections_max == 0 {
             return invalid("connection_requests_max and connections_max must be >= 1".into());
+        }
+        if self.cpus.as_ref().is_some_and(Vec::is_empty) {
+            return invalid("cpus must list at least one CPU".to_string());
         }
         if ringlog_replication::AckMode::parse(&self.replication.ack_mode).is_none() {
             return invalid(format!(

@@ -83,7 +83,13 @@ impl Node {
         };
         let registry = load_registry(&config)?;
         let mesh = Arc::new(Mesh::new(config.cores));
-        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let cpus = match &config.cpus {
+            Some(cpus) => cpus
+                .iter()
+                .map(|&id| core_affinity::CoreId { id })
+                .collect(),
+            None => core_affinity::get_core_ids().unwrap_or_default(),
+        };
         let mut starting = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             let shared = Shared {
