@@ -611,6 +611,10 @@ impl Shard {
         policy
             .validate(replicas.len())
             .map_err(|_| ErrorCode::InvalidConfig)?;
+        self.config
+            .replication
+            .check_lag_max(policy.replica_lag_max_ms)
+            .map_err(|_| ErrorCode::InvalidConfig)?;
         Ok(Some(TopicReplication::new(replicas, &policy)))
     }
 

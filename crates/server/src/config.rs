@@ -142,6 +142,20 @@ impl Default for ReplicationDefaults {
 }
 
 impl ReplicationDefaults {
+    /// A follower's fetch may wait `fetch_wait_ms` at the leader before it is answered and
+    /// the next one shows the follower caught up; a `replica_lag_max_ms` not above it would
+    /// take idle followers out of the ISR and back in, over and over.
+    pub fn check_lag_max(&self, replica_lag_max_ms: u64) -> std::result::Result<(), String> {
+        let floor_ms = u64::from(self.fetch_wait_ms);
+        if replica_lag_max_ms <= floor_ms {
+            return Err(format!(
+                "replica_lag_max_ms={replica_lag_max_ms} must be above fetch_wait_ms={floor_ms} \
+                 (a follower's fetch may wait that long at the leader)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The default policy; `validate` guarantees that the ack mode parses.
     pub fn policy(&self) -> ringlog_replication::Policy {
         ringlog_replication::Policy {
@@ -360,6 +374,9 @@ impl Config {
                 .map_err(|reason| Error::ConfigInvalid {
                     reason: format!("replication: {reason}"),
                 })?;
+            self.replication
+                .check_lag_max(self.replication.replica_lag_max_ms)
+                .map_err(|reason| Error::ConfigInvalid { reason })?;
         }
         Ok(())
     }
@@ -443,6 +460,31 @@ mod tests {
         config.validate().expect("valid");
         assert!(Config::parse("retention_bytes = -1\n").is_err());
         assert!(Config::parse("retention_bytes = \"1 GiB\"\n").is_err());
+    }
+
+    // A cluster config parses; cores above 1, a lag limit not above the fetch wait, a leader
+    // outside the nodes and an unknown ack mode are refused with a reason.
+    #[test]
+    fn cluster_config_rules() {
+        let cluster = "[cluster]\nid = \"c\"\nnode_id = 1\nleader = 1\nnodes = [\n\
+            { id = 1, client = \"127.0.0.1:1\", replication = \"127.0.0.1:2\" },\n\
+            { id = 2, client = \"127.0.0.2:1\", replication = \"127.0.0.2:2\" },\n]\n";
+        let config = Config::parse(cluster).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.node_id(), 1);
+        let cluster_config = config.cluster.as_ref().expect("cluster");
+        assert_eq!(cluster_config.replicas(2), vec![1, 2]);
+        let reason = |text: &str| match Config::parse(text).and_then(|c| c.validate()) {
+            Err(Error::ConfigInvalid { reason }) => reason,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(reason(&format!("cores = 2\n{cluster}")).contains("cores"));
+        let lag = format!("{cluster}[replication]\nreplica_lag_max_ms = 500\n");
+        assert!(reason(&lag).contains("fetch_wait_ms"), "{}", reason(&lag));
+        let mode = format!("{cluster}[replication]\nack_mode = \"fast\"\n");
+        assert!(reason(&mode).contains("ack_mode"));
+        let leader = cluster.replace("leader = 1", "leader = 9");
+        assert!(reason(&leader).contains("leader"));
     }
 
     // Values that break an invariant are refused with a reason.
