@@ -10,6 +10,8 @@ mod baseline;
 mod cli;
 mod data_dir;
 mod environment;
+#[allow(dead_code, reason = "the --hgrm flag uses it")]
+mod hgrm;
 mod latency;
 mod loopback;
 mod options;
