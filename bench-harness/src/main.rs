@@ -15,6 +15,8 @@ mod hgrm;
 mod latency;
 mod loopback;
 mod options;
+#[allow(dead_code, reason = "the --plot flag uses it")]
+mod plot;
 mod produce_runs;
 mod replicated_runs;
 mod report;
