@@ -177,6 +177,7 @@ impl Measured {
             comparison,
             target: Some(target),
             extra,
+            histogram: Some(self.histogram),
         }
     }
 }

@@ -471,6 +471,7 @@ impl Measured {
             comparison,
             target,
             extra,
+            histogram: Some(self.histogram),
         }
     }
 }

@@ -408,6 +408,9 @@ pub struct RunResult {
     /// Scenario-specific numbers (e.g. fsyncs per second, bytes written).
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+    /// The µs histogram `latency_us` summarises, for `--hgrm` and `--plot`; not in the JSON.
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
 }
 
 impl RunResult {
@@ -589,6 +592,7 @@ pub(crate) mod tests {
             comparison,
             target,
             extra: Map::new(),
+            histogram: None,
         }
     }
 

@@ -201,6 +201,7 @@ fn result_for(
         comparison,
         target,
         extra,
+        histogram: Some(histogram.clone()),
     }
 }
 
