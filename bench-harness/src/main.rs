@@ -8,6 +8,8 @@
 
 mod baseline;
 mod cli;
+#[allow(dead_code, reason = "the --compare flag uses it")]
+mod compare;
 mod data_dir;
 mod environment;
 #[allow(dead_code, reason = "the --hgrm flag uses it")]

@@ -159,7 +159,7 @@ fn render_runs(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<String
 
 /// Pads every column to its widest cell: the first `text_columns` left-aligned, the others
 /// right-aligned, except the last column, which is left as it is.
-fn align_columns(rows: &[Vec<String>], text_columns: usize) -> Vec<String> {
+pub(crate) fn align_columns(rows: &[Vec<String>], text_columns: usize) -> Vec<String> {
     let column_count = rows.iter().map(Vec::len).max().unwrap_or_default();
     let widths: Vec<usize> = (0..column_count)
         .map(|column| {
