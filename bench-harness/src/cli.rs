@@ -40,6 +40,43 @@ pub enum Command {
     /// A static 3-node cluster on loopback (127.0.0.1-3) through the Rust client: acks=-1
     /// under each topic ack mode, beside the device and loopback round-trip baselines.
     Replicated(ReplicatedArgs),
+    /// Compares two saved reports (`--json` files): the later one's ratios to the earlier.
+    Compare(CompareArgs),
+}
+
+/// Flags of `ringlog-bench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier report: the denominator of every ratio.
+    #[arg(value_name = "EARLIER.json")]
+    pub earlier: PathBuf,
+    /// The later report.
+    #[arg(value_name = "LATER.json")]
+    pub later: PathBuf,
+}
+
+/// Output flags every measuring command takes, besides `--json`.
+#[derive(Debug, Default, Args)]
+pub struct OutputArgs {
+    /// Also write each run's latency histogram as an HdrHistogram percentile distribution
+    /// (`<scenario>-<path>[-<ack>]-<payload>.hgrm`, values in ms) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+
+    /// Also plot every run's latency by percentile, with the fdatasync (+ RTT) floor, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Also print this run's ratios to an earlier report (a `--json` file), run by run.
+    #[arg(long, value_name = "FILE.json")]
+    pub compare: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// Whether any of these outputs was asked for.
+    pub fn any(&self) -> bool {
+        self.hgrm.is_some() || self.plot.is_some() || self.compare.is_some()
+    }
 }
 
 /// Flags of `ringlog-bench replicated`: those of `produce` (whose runs it does not repeat),
@@ -155,6 +192,10 @@ pub struct WalArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// `--hgrm`, `--plot`, `--compare`.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 
     /// Data directory, created if missing and removed at exit; it must be empty if it exists.
     #[arg(long, value_name = "DIR", default_value = DATA_DIR_DEFAULT)]
@@ -338,6 +379,40 @@ mod tests {
         assert!(
             Cli::try_parse_from(["ringlog-bench", "replicated", "--ack-modes", "all"]).is_err()
         );
+    }
+
+    // Every measuring subcommand takes the output flags; `compare` takes two files.
+    #[test]
+    fn output_flags_and_compare() {
+        for command in ["wal", "produce", "replicated"] {
+            let cli = Cli::try_parse_from([
+                "ringlog-bench",
+                command,
+                "--hgrm",
+                "h",
+                "--plot",
+                "p.svg",
+                "--compare",
+                "old.json",
+            ])
+            .unwrap();
+            let outputs = match cli.command {
+                Some(Command::Wal(args)) => args.outputs,
+                Some(Command::Produce(args)) => args.common.outputs,
+                Some(Command::Replicated(args)) => args.produce.common.outputs,
+                other => panic!("{command}: {other:?}"),
+            };
+            assert_eq!(outputs.hgrm, Some(PathBuf::from("h")));
+            assert_eq!(outputs.plot, Some(PathBuf::from("p.svg")));
+            assert_eq!(outputs.compare, Some(PathBuf::from("old.json")));
+        }
+        let cli = Cli::try_parse_from(["ringlog-bench", "compare", "a.json", "b.json"]).unwrap();
+        let Some(Command::Compare(args)) = cli.command else {
+            panic!("expected the compare subcommand");
+        };
+        assert_eq!(args.earlier, PathBuf::from("a.json"));
+        assert_eq!(args.later, PathBuf::from("b.json"));
+        assert!(Cli::try_parse_from(["ringlog-bench", "compare", "a.json"]).is_err());
     }
 
     #[test]

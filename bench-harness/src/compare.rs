@@ -255,7 +255,7 @@ pub struct ReportComparison {
     /// fdatasync 4 KiB QD1 ratios (`LATENCY_COLUMNS` order) and 1 MiB bandwidth ratio.
     fdatasync_4k_qd1: [Option<f64>; 6],
     write_fdatasync_1m_mb_per_s: Option<f64>,
-    /// "cpu: A (earlier) vs B (this run)" for each machine key that differs.
+    /// "cpu: A (earlier) vs B (this report)" for each machine key that differs.
     machine_differences: Vec<String>,
     /// Source revisions (earlier, this run), when both are known.
     git_shas: Option<(String, String)>,
@@ -321,7 +321,7 @@ fn machine_differences(
         .filter_map(|key| {
             let (old_value, new_value) = (old.get(*key)?, new.get(*key)?);
             (old_value != new_value)
-                .then(|| format!("{key}: {old_value} (earlier) vs {new_value} (this run)"))
+                .then(|| format!("{key}: {old_value} (earlier) vs {new_value} (this report)"))
         })
         .collect()
 }
@@ -336,14 +336,14 @@ pub fn render(comparison: &ReportComparison, earlier: &str) -> String {
     let mut lines = vec![
         String::new(),
         format!(
-            "compared with {earlier} (ratios this run / earlier; changes beyond \u{b1}{}% \
+            "compared with {earlier} (ratios this report / earlier; changes beyond \u{b1}{}% \
              are named):",
             CHANGE_FLAG_PERCENT
         ),
     ];
     if let Some((old_sha, new_sha)) = &comparison.git_shas {
         lines.push(format!(
-            "  git          {old_sha} (earlier) -> {new_sha} (this run)"
+            "  git          {old_sha} (earlier) -> {new_sha} (this report)"
         ));
     }
     for difference in &comparison.machine_differences {
@@ -371,7 +371,7 @@ pub fn render(comparison: &ReportComparison, earlier: &str) -> String {
         lines.extend(render_matched(&comparison.matched));
     }
     for key in &comparison.only_new {
-        lines.push(format!("  only in this run: {}", key.label()));
+        lines.push(format!("  only in this report: {}", key.label()));
     }
     for key in &comparison.only_old {
         lines.push(format!("  only in {earlier}: {}", key.label()));
@@ -485,7 +485,7 @@ mod tests {
 
         let text = render(&comparison, "old.json");
         assert!(
-            text.contains("git          aaa (earlier) -> bbb (this run)"),
+            text.contains("git          aaa (earlier) -> bbb (this report)"),
             "{text}"
         );
         assert!(
@@ -504,7 +504,7 @@ mod tests {
             .unwrap();
         assert!(async_row.ends_with("better: p99 0.75x"), "{async_row}");
         assert!(
-            text.contains("only in this run: fresh direct 1 KiB"),
+            text.contains("only in this report: fresh direct 1 KiB"),
             "{text}"
         );
         assert!(
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(run.changes(), "-");
         assert_eq!(
             comparison.machine_differences,
-            ["cpu: cpu A (earlier) vs cpu B (this run)"]
+            ["cpu: cpu A (earlier) vs cpu B (this report)"]
         );
         let text = render(&comparison, "old.json");
         assert!(text.contains("note: another machine, cpu: cpu A"), "{text}");

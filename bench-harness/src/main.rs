@@ -8,16 +8,14 @@
 
 mod baseline;
 mod cli;
-#[allow(dead_code, reason = "the --compare flag uses it")]
 mod compare;
 mod data_dir;
 mod environment;
-#[allow(dead_code, reason = "the --hgrm flag uses it")]
 mod hgrm;
 mod latency;
 mod loopback;
 mod options;
-#[allow(dead_code, reason = "the --plot flag uses it")]
+mod outputs;
 mod plot;
 mod produce_runs;
 mod replicated_runs;
@@ -35,7 +33,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::baseline::{measure_baselines, BaselinePlan, Baselines};
-use crate::cli::{Cli, Command, ProduceArgs, ReplicatedArgs, WalArgs};
+use crate::cli::{Cli, Command, OutputArgs, ProduceArgs, ReplicatedArgs, WalArgs};
 use crate::data_dir::DataDir;
 use crate::environment::Environment;
 use crate::loopback::{measure_rtt, RttPlan, LARGE_MESSAGE_BYTES, SMALL_MESSAGE_BYTES};
@@ -48,6 +46,7 @@ fn main() -> ExitCode {
         Some(Command::Wal(args)) => run_wal(&args),
         Some(Command::Produce(args)) => run_produce(&args),
         Some(Command::Replicated(args)) => run_replicated(&args),
+        Some(Command::Compare(args)) => outputs::run_compare(&args),
         None => Err(anyhow::anyhow!(
             "no subcommand given; the default mode (every scenario) is not built yet, \
              run `ringlog-bench wal`, `ringlog-bench produce` or `ringlog-bench replicated` \
@@ -64,24 +63,59 @@ fn main() -> ExitCode {
 }
 
 fn run_wal(args: &WalArgs) -> anyhow::Result<()> {
+    outputs::check_before_measuring(&args.outputs)?;
     let data_dir = DataDir::prepare(&args.dir)?;
     let report = measure_wal(args, data_dir.path())?;
-    finish(report, data_dir, args.json.as_deref())
+    finish_with_outputs(report, data_dir, args.json.as_deref(), &args.outputs, "wal")
 }
 
 fn run_produce(args: &ProduceArgs) -> anyhow::Result<()> {
+    outputs::check_before_measuring(&args.common.outputs)?;
     // A missing node binary fails the run before anything is measured.
     let ringlog_bin = server_process::locate_binary(args.ringlog_bin.as_deref())?;
     let data_dir = DataDir::prepare(&args.common.dir)?;
     let report = measure_produce(args, ringlog_bin, data_dir.path())?;
-    finish(report, data_dir, args.common.json.as_deref())
+    let common = &args.common;
+    finish_with_outputs(
+        report,
+        data_dir,
+        common.json.as_deref(),
+        &common.outputs,
+        "produce",
+    )
 }
 
 fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
+    outputs::check_before_measuring(&args.produce.common.outputs)?;
     let ringlog_bin = server_process::locate_binary(args.produce.ringlog_bin.as_deref())?;
     let data_dir = DataDir::prepare(&args.produce.common.dir)?;
     let report = measure_replicated(args, ringlog_bin, data_dir.path())?;
-    finish(report, data_dir, args.produce.common.json.as_deref())
+    let common = &args.produce.common;
+    finish_with_outputs(
+        report,
+        data_dir,
+        common.json.as_deref(),
+        &common.outputs,
+        "replicated",
+    )
+}
+
+/// `finish`, then the outputs of `--hgrm`, `--plot` and `--compare` (`outputs.rs`), which
+/// come after the table and the JSON. `finish` consumes the report, so it is cloned for them
+/// (its histograms are about 140 KB each) when any of those flags is given.
+fn finish_with_outputs(
+    report: Report,
+    data_dir: DataDir,
+    json: Option<&Path>,
+    outputs: &OutputArgs,
+    command: &str,
+) -> anyhow::Result<()> {
+    let kept = outputs.any().then(|| report.clone());
+    finish(report, data_dir, json)?;
+    match kept {
+        Some(report) => outputs::write(&report, outputs, command),
+        None => Ok(()),
+    }
 }
 
 /// Removes the data, prints the table and writes the JSON.
