@@ -2,14 +2,17 @@
 //!
 //! Flags that carry a quantity name its unit (`--duration-secs`), as STYLE.md §12 asks, so the
 //! same names can be grepped in scripts, docs and code. Subcommands are variants of `Command`;
-//! running with no subcommand is reserved for the "run everything" mode.
+//! running with no subcommand is the default mode (`RunArgs`): every ack mode on a cluster.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::options::{AckModeName, ProduceOptions, ReplicatedOptions, WalOptions, WritePathName};
+use crate::options::{
+    AckModeName, LoadShape, ModeName, Pacing, ProduceOptions, ReplicatedOptions, ScenarioOptions,
+    Stall, WalOptions, WritePathName,
+};
 
 /// Data directory used when `--dir` is not given, relative to the current directory.
 pub const DATA_DIR_DEFAULT: &str = "ringlog-bench-data";
@@ -21,12 +24,250 @@ const WAL_WARMUP_SECS_QUICK: u64 = 1;
 
 /// ringlog's benchmark harness: raw-device baselines and ringlog scenarios, measured in one
 /// run and reported side by side as ratios.
+///
+/// Without a subcommand it measures the baselines, starts a local 3-node cluster (or uses
+/// `--target`), and runs, for acks=1 and each ack mode, a fixed-rate open-loop run (with the
+/// end-to-end latency through a follower) and a saturation run.
 #[derive(Debug, Parser)]
-#[command(name = "ringlog-bench", version)]
+#[command(
+    name = "ringlog-bench",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to measure.
+    /// What to measure [default: every ack mode on a local cluster, see the flags below].
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Flags of the default mode (no subcommand).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Default `--rate-records-per-sec`: what this 2-core machine sustains comfortably under
+/// every ack mode (well under the slowest mode's saturated rate; see the README).
+pub const RATE_RECORDS_PER_SEC_DEFAULT: u64 = 2000;
+/// Default `--payload-size-bytes` of the default mode.
+pub const PAYLOAD_SIZE_BYTES_DEFAULT: u64 = 1024;
+/// Default `--duration-secs` of the default mode: ten runs of 1 + 6 s, the baselines and the
+/// cluster's set-up stay under two minutes.
+pub const RUN_DURATION_SECS_DEFAULT: u64 = 6;
+/// Default `--warmup-secs` of the default mode.
+pub const RUN_WARMUP_SECS_DEFAULT: u64 = 1;
+/// Default `--segment-size-bytes` of the default mode's nodes (64 MiB): every partition of
+/// every node pre-fills its first segment and a spare, so smaller segments start faster.
+pub const RUN_SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default `--retention-bytes` of the default mode's nodes (256 MiB: four segments).
+pub const RUN_RETENTION_BYTES_DEFAULT: u64 = 256 << 20;
+/// Largest `--batch-records`.
+const BATCH_RECORDS_MAX: u64 = 4096;
+/// Largest `--payload-size-bytes` (1 MiB: a record per Kafka's default message limit).
+const PAYLOAD_SIZE_BYTES_MAX: u64 = 1 << 20;
+
+/// Flags of the default mode (no subcommand): the load's shape, its pacing, the ack modes,
+/// where the cluster is, and what to write.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Data directory (baseline files and the local nodes' data), created if missing and
+    /// removed at exit; it must be empty if it exists. Keep it on the file system to measure.
+    #[arg(long, value_name = "DIR", default_value = DATA_DIR_DEFAULT)]
+    pub dir: PathBuf,
+
+    /// The `ringlog` binary to start as the nodes [default: `ringlog` next to this executable].
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    pub ringlog_bin: Option<PathBuf>,
+
+    /// Run against this existing cluster instead of starting one (Kafka addresses,
+    /// comma-separated; the first bootstraps). Topics named `ringlog-bench-*` are created
+    /// there with the ack-mode configs, and deleted at the end.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub target: Option<String>,
+
+    /// Bytes of each record's value (the first 16 carry its due time and sequence).
+    #[arg(long, value_name = "BYTES", default_value_t = PAYLOAD_SIZE_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(16..=PAYLOAD_SIZE_BYTES_MAX))]
+    pub payload_size_bytes: u64,
+
+    /// Records per Produce request (one batch); in the open loop they fall due together.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=BATCH_RECORDS_MAX))]
+    pub batch_records: u64,
+
+    /// Produce requests in flight per producer at most.
+    #[arg(long, value_name = "N", default_value_t = IN_FLIGHT_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub in_flight_max: u64,
+
+    /// Open loop: records fall due at this fixed total rate, and each one's latency counts
+    /// from its due time (coordinated omission corrected).
+    #[arg(long, value_name = "N", conflicts_with = "closed_loop",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_records_per_sec: Option<u64>,
+
+    /// Closed loop instead of the fixed rate: each producer sends as fast as its answers come
+    /// back (up to --in-flight-max outstanding), latency from the actual send.
+    #[arg(long)]
+    pub closed_loop: bool,
+
+    /// Producers: each one thread and one connection; the rate is split between them.
+    #[arg(long, value_name = "N", default_value_t = PRODUCERS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub producers: u64,
+
+    /// Partitions of every topic; batches go round robin over them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub partitions: u64,
+
+    /// Measured seconds per run.
+    #[arg(long, value_name = "N", default_value_t = RUN_DURATION_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: u64,
+
+    /// Unmeasured warm-up seconds at the start of each run.
+    #[arg(long, value_name = "N", default_value_t = RUN_WARMUP_SECS_DEFAULT)]
+    pub warmup_secs: u64,
+
+    /// What the rows wait for, comma-separated, in this order: `acks=1`, or acks=-1 under a
+    /// topic ack mode.
+    #[arg(long, value_enum, value_name = "MODES", value_delimiter = ',',
+          default_values_t = [ModeArg::Acks1, ModeArg::Async, ModeArg::SemiSync,
+                              ModeArg::Quorum, ModeArg::Sync])]
+    pub ack_modes: Vec<ModeArg>,
+
+    /// Write path of the local nodes [default: direct]; `both` starts one cluster per path.
+    #[arg(long, value_enum, conflicts_with = "target")]
+    pub write_path: Option<WritePathArg>,
+
+    /// Segment size of the local nodes' logs.
+    #[arg(long, value_name = "BYTES", default_value_t = RUN_SEGMENT_SIZE_BYTES_DEFAULT)]
+    pub segment_size_bytes: u64,
+
+    /// Retention limit of each partition log of the local nodes.
+    #[arg(long, value_name = "BYTES", default_value_t = RUN_RETENTION_BYTES_DEFAULT)]
+    pub retention_bytes: u64,
+
+    /// Leave out the saturation runs (tests).
+    #[arg(long, hide = true)]
+    pub skip_saturation: bool,
+
+    /// Stop the leader (SIGSTOP) for this many ms during each fixed-rate run, then SIGCONT
+    /// (tests of the coordinated-omission correction; local cluster only).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "MS",
+        requires = "stall_at_secs",
+        conflicts_with = "target"
+    )]
+    pub stall_leader_ms: Option<u64>,
+
+    /// When the stall starts, in seconds after the measured window starts.
+    #[arg(long, hide = true, value_name = "N", requires = "stall_leader_ms")]
+    pub stall_at_secs: Option<u64>,
+
+    /// Print the planned duration of the run these flags describe, and exit.
+    #[arg(long, hide = true)]
+    pub print_plan: bool,
+}
+
+/// `--ack-modes` values of the default mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// acks=1: the leader alone durable, whatever the topic's ack mode.
+    #[value(name = "acks=1", alias = "acks1")]
+    Acks1,
+    /// acks=-1 on an `async` topic: leader durable.
+    Async,
+    /// acks=-1 on a `semi-sync` topic: leader and one follower durable.
+    SemiSync,
+    /// acks=-1 on a `quorum` topic: a majority of the replicas durable.
+    Quorum,
+    /// acks=-1 on a `sync` topic: every ISR member durable.
+    Sync,
+}
+
+impl ModeArg {
+    /// The mode this value names.
+    pub fn mode(self) -> ModeName {
+        match self {
+            ModeArg::Acks1 => ModeName::Acks1,
+            ModeArg::Async => ModeName::AckMode(AckModeName::Async),
+            ModeArg::SemiSync => ModeName::AckMode(AckModeName::SemiSync),
+            ModeArg::Quorum => ModeName::AckMode(AckModeName::Quorum),
+            ModeArg::Sync => ModeName::AckMode(AckModeName::Sync),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The scenarios' options, with the prepared (absolute) data directory and the located
+    /// node binary (None with `--target`).
+    pub fn to_options(&self, dir: PathBuf, ringlog_bin: Option<PathBuf>) -> ScenarioOptions {
+        let mut modes: Vec<ModeName> = Vec::new();
+        for mode in self.ack_modes.iter().map(|arg| arg.mode()) {
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+        let pacing = if self.closed_loop {
+            Pacing::ClosedLoop
+        } else {
+            let rate = self
+                .rate_records_per_sec
+                .unwrap_or(RATE_RECORDS_PER_SEC_DEFAULT);
+            Pacing::FixedRate {
+                records_per_s: rate as f64,
+            }
+        };
+        let target = self.target.as_deref().map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|address| !address.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        let stall = self
+            .stall_leader_ms
+            .zip(self.stall_at_secs)
+            .map(|(length_ms, at_secs)| Stall {
+                at: Duration::from_secs(at_secs),
+                length: Duration::from_millis(length_ms),
+            });
+        ScenarioOptions {
+            dir,
+            ringlog_bin,
+            target,
+            write_paths: self
+                .write_path
+                .unwrap_or(WritePathArg::Direct)
+                .write_paths(),
+            modes,
+            shape: LoadShape {
+                payload_size_bytes: to_usize(self.payload_size_bytes),
+                batch_records: to_usize(self.batch_records),
+                in_flight_max: to_usize(self.in_flight_max),
+                producers: to_usize(self.producers),
+                partitions: i32::try_from(self.partitions).expect("at most 1024"),
+            },
+            pacing,
+            duration: Duration::from_secs(self.duration_secs),
+            warmup: Duration::from_secs(self.warmup_secs),
+            segment_size_bytes: self.segment_size_bytes,
+            retention_bytes: self.retention_bytes,
+            saturation: !self.skip_saturation,
+            stall,
+        }
+    }
+}
+
+/// A flag's value as a count in memory; every such flag is range-checked far below usize.
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).expect("range-checked flag values fit in usize")
 }
 
 /// One benchmark family per subcommand.

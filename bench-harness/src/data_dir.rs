@@ -4,7 +4,9 @@
 //! files is refused rather than used, because the run deletes everything in it at exit. A
 //! directory the harness created is removed entirely; a pre-existing empty one is emptied and
 //! kept. Removal happens in `finish()` (errors reported) or, on an early return, in `Drop`
-//! (errors printed). With `panic = "abort"` a panic skips `Drop`; so does SIGKILL or SIGINT.
+//! (errors printed). With `panic = "abort"` a panic skips `Drop`; so does SIGKILL. SIGINT,
+//! SIGTERM and SIGHUP remove it through `cleanup.rs`, where every prepared directory is
+//! registered until it is removed.
 
 use std::fs;
 use std::io;
@@ -46,6 +48,7 @@ impl DataDir {
         };
         let path = fs::canonicalize(path)
             .with_context(|| format!("resolving data directory {}", path.display()))?;
+        crate::cleanup::register_dir(&path, created);
         Ok(DataDir {
             path,
             created,
@@ -66,20 +69,26 @@ impl DataDir {
     }
 
     fn clean(&self) -> io::Result<()> {
-        if self.created {
-            return fs::remove_dir_all(&self.path);
-        }
-        for entry in fs::read_dir(&self.path)? {
-            let entry = entry?;
-            // `file_type` does not follow symlinks, so a link is unlinked, never descended.
-            if entry.file_type()?.is_dir() {
-                fs::remove_dir_all(entry.path())?;
-            } else {
-                fs::remove_file(entry.path())?;
-            }
-        }
-        Ok(())
+        crate::cleanup::unregister_dir(&self.path);
+        remove_run_data(&self.path, self.created)
     }
+}
+
+/// Removes `path` if the run `created` it, else only what is in it.
+pub fn remove_run_data(path: &Path, created: bool) -> io::Result<()> {
+    if created {
+        return fs::remove_dir_all(path);
+    }
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        // `file_type` does not follow symlinks, so a link is unlinked, never descended.
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for DataDir {

@@ -55,7 +55,8 @@ pub fn record_us_corrected(
         .expect("clamped value is within the histogram bounds");
 }
 
-fn duration_us(duration: Duration) -> u64 {
+/// `duration` in whole microseconds (saturating).
+pub fn duration_us(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 

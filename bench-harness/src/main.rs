@@ -7,20 +7,25 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod cleanup;
 mod cli;
 mod compare;
 mod data_dir;
 mod environment;
 mod hgrm;
 mod latency;
+mod load_generator;
 mod loopback;
 mod options;
 mod outputs;
 mod plot;
 mod produce_runs;
+mod progress;
 mod replicated_runs;
 mod report;
+mod scenario_runs;
 mod server_process;
+mod status_request;
 mod table;
 pub mod wal_runs;
 
@@ -33,25 +38,26 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::baseline::{measure_baselines, BaselinePlan, Baselines};
-use crate::cli::{Cli, Command, OutputArgs, ProduceArgs, ReplicatedArgs, WalArgs};
+use crate::cli::{Cli, Command, OutputArgs, ProduceArgs, ReplicatedArgs, RunArgs, WalArgs};
 use crate::data_dir::DataDir;
 use crate::environment::Environment;
 use crate::loopback::{measure_rtt, RttPlan, LARGE_MESSAGE_BYTES, SMALL_MESSAGE_BYTES};
-use crate::options::WalOptions;
+use crate::options::{Pacing, ScenarioOptions, WalOptions};
+use crate::progress::Progress;
 use crate::report::Report;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An interrupt must not leave nodes running or data behind (cleanup.rs).
+    if let Err(error) = cleanup::install_signal_handler() {
+        eprintln!("warning: {error:#}; an interrupt will leave the data directory behind");
+    }
     let result = match cli.command {
         Some(Command::Wal(args)) => run_wal(&args),
         Some(Command::Produce(args)) => run_produce(&args),
         Some(Command::Replicated(args)) => run_replicated(&args),
         Some(Command::Compare(args)) => outputs::run_compare(&args),
-        None => Err(anyhow::anyhow!(
-            "no subcommand given; the default mode (every scenario) is not built yet, \
-             run `ringlog-bench wal`, `ringlog-bench produce` or `ringlog-bench replicated` \
-             (see --help)"
-        )),
+        None => run_default(&cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,13 +82,7 @@ fn run_produce(args: &ProduceArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&args.common.dir)?;
     let report = measure_produce(args, ringlog_bin, data_dir.path())?;
     let common = &args.common;
-    finish_with_outputs(
-        report,
-        data_dir,
-        common.json.as_deref(),
-        &common.outputs,
-        "produce",
-    )
+    finish_with_outputs(report, data_dir, common.json.as_deref(), &common.outputs, "produce")
 }
 
 fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
@@ -91,13 +91,84 @@ fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&args.produce.common.dir)?;
     let report = measure_replicated(args, ringlog_bin, data_dir.path())?;
     let common = &args.produce.common;
-    finish_with_outputs(
-        report,
-        data_dir,
-        common.json.as_deref(),
-        &common.outputs,
-        "replicated",
-    )
+    finish_with_outputs(report, data_dir, common.json.as_deref(), &common.outputs, "replicated")
+}
+
+/// The default mode: baselines, then every ack mode on a local cluster or `--target`.
+fn run_default(args: &RunArgs) -> anyhow::Result<()> {
+    if args.print_plan {
+        let options = args.to_options(args.dir.clone(), None);
+        let planned = scenario_runs::planned_duration(&options);
+        println!("planned duration: {} s", planned.as_secs());
+        return Ok(());
+    }
+    let ringlog_bin = match &args.target {
+        Some(_) => None,
+        None => Some(server_process::locate_binary(args.ringlog_bin.as_deref())?),
+    };
+    let data_dir = DataDir::prepare(&args.dir)?;
+    let options = args.to_options(data_dir.path().to_owned(), ringlog_bin);
+    let progress = Progress::start(scenario_runs::planned_duration(&options));
+    let report = measure_default(&options, &progress);
+    progress.finish();
+    finish(report?, data_dir, args.json.as_deref())
+}
+
+fn measure_default(options: &ScenarioOptions, progress: &Progress) -> anyhow::Result<Report> {
+    progress.line(&format!("data dir: {}", options.dir.display()));
+    progress.line(&format!(
+        "plan: about {} s: baselines, then per ack mode ({}) a {} run{} of {} s + {} s warm-up",
+        scenario_runs::planned_duration(options).as_secs(),
+        options
+            .modes
+            .iter()
+            .map(|mode| mode.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        match options.pacing {
+            Pacing::FixedRate { records_per_s } => {
+                format!("{records_per_s:.0} records/s open-loop")
+            }
+            Pacing::ClosedLoop => "closed-loop".to_owned(),
+        },
+        if options.saturation {
+            " and a saturation run"
+        } else {
+            ""
+        },
+        options.duration.as_secs(),
+        options.warmup.as_secs()
+    ));
+    let environment = Environment::collect(&options.dir);
+    progress.phase("baselines");
+    let baselines = measure_network_baselines(&options.dir, true, &mut |line| progress.line(line))?;
+    let results = scenario_runs::run_scenarios(options, progress)?;
+    let mut report = Report::new(environment, baselines, results.runs);
+    report.cluster = Some(results.cluster);
+    report.load = Some(load_json(options));
+    Ok(report)
+}
+
+/// The load's shape and pacing, for the report's `load`.
+fn load_json(options: &ScenarioOptions) -> serde_json::Value {
+    let shape = options.shape;
+    let rate = match options.pacing {
+        Pacing::FixedRate { records_per_s } => Some(records_per_s),
+        Pacing::ClosedLoop => None,
+    };
+    serde_json::json!({
+        "payload_size_bytes": shape.payload_size_bytes,
+        "batch_records": shape.batch_records,
+        "in_flight_max": shape.in_flight_max,
+        "producers": shape.producers,
+        "partitions": shape.partitions,
+        "rate_records_per_s": rate,
+        "closed_loop": rate.is_none(),
+        "duration_secs": options.duration.as_secs(),
+        "warmup_secs": options.warmup.as_secs(),
+        "ack_modes": options.modes.iter().map(|mode| mode.as_str()).collect::<Vec<_>>(),
+        "saturation": options.saturation,
+    })
 }
 
 /// `finish`, then the outputs of `--hgrm`, `--plot` and `--compare` (`outputs.rs`), which

@@ -174,10 +174,13 @@ impl Measured {
             records_per_s: per_s(records, self.elapsed),
             mb_per_s: mb_per_s(self.acked_requests * self.batch_bytes, self.elapsed),
             latency_us: LatencySummary::from_histogram(&self.histogram),
+            target_rate_records_per_s: None,
+            e2e_latency_us: None,
             comparison,
             target: Some(target),
             extra,
             histogram: Some(self.histogram),
+            e2e_histogram: None,
         }
     }
 }

@@ -248,7 +248,7 @@ fn follower_lag_records(metrics: &str) -> u64 {
 /// The spare segments being zero-filled in any partition directory of any node under `dir`
 /// (`<dir>/n<id>/data/<partition>/.spare-N.tmp`, docs/wal-format.md); the directories are
 /// the bench's own.
-fn spares_being_filled(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn spares_being_filled(dir: &Path) -> Vec<PathBuf> {
     let mut filling = Vec::new();
     for id in 1..=NODE_COUNT {
         let data_dir = dir.join(format!("n{id}")).join("data");
@@ -276,7 +276,7 @@ fn is_spare_being_filled(file_name: &str) -> bool {
 }
 
 /// The CreateTopics configs of a topic with `ack_mode` (docs/replication.md#topic-settings).
-fn topic_configs(ack_mode: AckModeName) -> Vec<(String, String)> {
+pub(crate) fn topic_configs(ack_mode: AckModeName) -> Vec<(String, String)> {
     vec![
         ("ack_mode".to_owned(), ack_mode.as_str().to_owned()),
         (
@@ -337,7 +337,7 @@ fn follower_lines(metrics: &str, topic: &str) -> String {
 
 /// The value of the sample `series` (a metric name with its labels, exactly as the node
 /// writes them) in a Prometheus text exposition; None if absent or not an integer.
-fn metric_value(metrics: &str, series: &str) -> Option<u64> {
+pub(crate) fn metric_value(metrics: &str, series: &str) -> Option<u64> {
     metrics.lines().find_map(|line| {
         let value = line.strip_prefix(series)?.strip_prefix(' ')?;
         value.trim().parse().ok()
@@ -345,7 +345,7 @@ fn metric_value(metrics: &str, series: &str) -> Option<u64> {
 }
 
 /// The leader's counters that say whether a run kept its ISR and its ack mode.
-const REPLICATION_COUNTERS: [(&str, &str); 6] = [
+pub(crate) const REPLICATION_COUNTERS: [(&str, &str); 6] = [
     ("isr_shrinks", "ringlog_isr_shrinks_total"),
     ("isr_expands", "ringlog_isr_expands_total"),
     ("acks_timed_out", "ringlog_acks_timed_out_total"),
@@ -358,7 +358,7 @@ const REPLICATION_COUNTERS: [(&str, &str); 6] = [
 ];
 
 /// Values of `REPLICATION_COUNTERS`, in that order (0 where absent).
-fn replication_counters(metrics: &str) -> [u64; REPLICATION_COUNTERS.len()] {
+pub(crate) fn replication_counters(metrics: &str) -> [u64; REPLICATION_COUNTERS.len()] {
     REPLICATION_COUNTERS.map(|(_, series)| metric_value(metrics, series).unwrap_or(0))
 }
 
@@ -468,10 +468,13 @@ impl Measured {
             records_per_s: per_s(records, self.elapsed),
             mb_per_s: mb_per_s(self.acked_requests * self.batch_bytes, self.elapsed),
             latency_us: LatencySummary::from_histogram(&self.histogram),
+            target_rate_records_per_s: None,
+            e2e_latency_us: None,
             comparison,
             target,
             extra,
             histogram: Some(self.histogram),
+            e2e_histogram: None,
         }
     }
 }

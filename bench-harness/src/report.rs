@@ -96,6 +96,10 @@ pub enum Comparison {
     /// A queue-depth-1 run through the network: p50 and p99 against the 4 KiB
     /// write+fdatasync baseline plus the loopback 1 KiB round trip, at the same percentile.
     LatencyQd1PlusRtt,
+    /// A run of the default mode: every percentile of its latency (and of its end-to-end
+    /// latency) against the 4 KiB write+fdatasync baseline plus the loopback 1 KiB round
+    /// trip at the same percentile, and its MB/s against the 1 MiB bandwidth.
+    LatencyPlusRttPerPercentile,
     /// Nothing to compare with (yet).
     #[default]
     None,
@@ -367,6 +371,54 @@ pub fn latency_floor_plus_rtt(baselines: &Baselines) -> Option<LatencySummary> {
     })
 }
 
+/// Each percentile of a latency divided by the same percentile of another (the floor); None
+/// where the floor is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct RatioSummary {
+    /// p50 / floor p50.
+    pub p50: Option<f64>,
+    /// p90 / floor p90.
+    pub p90: Option<f64>,
+    /// p99 / floor p99.
+    pub p99: Option<f64>,
+    /// p99.9 / floor p99.9.
+    pub p999: Option<f64>,
+    /// p99.99 / floor p99.99.
+    pub p9999: Option<f64>,
+    /// max / floor max.
+    pub max: Option<f64>,
+}
+
+impl RatioSummary {
+    /// `latency_us` divided by `floor_us`, percentile by percentile.
+    pub fn compute(latency_us: &LatencySummary, floor_us: &LatencySummary) -> RatioSummary {
+        RatioSummary {
+            p50: latency_ratio(latency_us.p50, floor_us.p50),
+            p90: latency_ratio(latency_us.p90, floor_us.p90),
+            p99: latency_ratio(latency_us.p99, floor_us.p99),
+            p999: latency_ratio(latency_us.p999, floor_us.p999),
+            p9999: latency_ratio(latency_us.p9999, floor_us.p9999),
+            max: latency_ratio(latency_us.max, floor_us.max),
+        }
+    }
+
+    /// The ratios in the order of `LatencySummary::values`.
+    pub fn values(&self) -> [Option<f64>; 6] {
+        [
+            self.p50, self.p90, self.p99, self.p999, self.p9999, self.max,
+        ]
+    }
+}
+
+impl LatencySummary {
+    /// p50, p90, p99, p99.9, p99.99 and max, in that order.
+    pub fn values(&self) -> [u64; 6] {
+        [
+            self.p50, self.p90, self.p99, self.p999, self.p9999, self.max,
+        ]
+    }
+}
+
 /// `run_us / baseline_us`, or None when the baseline is 0 (nothing measured, or below 1 µs).
 pub fn latency_ratio(run_us: u64, baseline_us: u64) -> Option<f64> {
     (baseline_us > 0).then(|| run_us as f64 / baseline_us as f64)
@@ -399,6 +451,13 @@ pub struct RunResult {
     pub mb_per_s: f64,
     /// Latency percentiles in µs.
     pub latency_us: LatencySummary,
+    /// The open loop's target rate, records/s (default mode; absent for closed-loop runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rate_records_per_s: Option<f64>,
+    /// End-to-end latency percentiles in µs: from a record's due time to its arrival at a
+    /// consumer fetching from a follower (default mode's fixed-rate runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_latency_us: Option<LatencySummary>,
     /// Which baseline the run is compared with; reported under `vs_baseline`.
     #[serde(skip)]
     pub comparison: Comparison,
@@ -411,12 +470,29 @@ pub struct RunResult {
     /// The µs histogram `latency_us` summarises, for `--hgrm` and `--plot`; not in the JSON.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
+    /// The µs histogram `e2e_latency_us` summarises; not in the JSON.
+    #[serde(skip)]
+    pub e2e_histogram: Option<Histogram<u64>>,
 }
 
 impl RunResult {
     /// This run's ratios to `baselines`.
     pub fn ratios(&self, baselines: &Baselines) -> BaselineRatios {
         BaselineRatios::compute(&self.latency_us, self.mb_per_s, baselines)
+    }
+
+    /// Every percentile of this run's latency over the fdatasync + round-trip floor at the
+    /// same percentile; None without a round-trip baseline.
+    pub fn ratios_plus_rtt(&self, baselines: &Baselines) -> Option<RatioSummary> {
+        let floor = latency_floor_plus_rtt(baselines)?;
+        Some(RatioSummary::compute(&self.latency_us, &floor))
+    }
+
+    /// The same for the end-to-end latency, if the run has one.
+    pub fn e2e_ratios_plus_rtt(&self, baselines: &Baselines) -> Option<RatioSummary> {
+        let floor = latency_floor_plus_rtt(baselines)?;
+        let e2e = self.e2e_latency_us?;
+        Some(RatioSummary::compute(&e2e, &floor))
     }
 
     /// What this run's target is judged on: its ratios to `baselines`, and the run of `runs`
@@ -456,9 +532,45 @@ pub struct Report {
     pub baselines: Baselines,
     /// Scenario runs, in the order they ran.
     pub runs: Vec<RunResult>,
+    /// The cluster the runs measured (default mode): nodes, addresses, CPUs, PIDs, and what
+    /// a remote cluster's status said. Reported as `cluster`.
+    pub cluster: Option<Value>,
+    /// The load's shape and pacing (default mode). Reported as `load`.
+    pub load: Option<Value>,
 }
 
 impl Report {
+    /// A report of `runs`, without cluster or load.
+    pub fn new(environment: Environment, baselines: Baselines, runs: Vec<RunResult>) -> Report {
+        Report {
+            environment,
+            baselines,
+            runs,
+            cluster: None,
+            load: None,
+        }
+    }
+
+    /// Every histogram the runs kept, labelled "<scenario> <path>[ <ack mode>]" and
+    /// "... e2e" for the end-to-end ones, as `(label, histogram)` pairs.
+    #[allow(dead_code, reason = "for the --hgrm and --plot outputs")]
+    pub fn labelled_histograms(&self) -> Vec<(String, &Histogram<u64>)> {
+        let mut labelled = Vec::new();
+        for run in &self.runs {
+            let mut label = format!("{} {}", run.scenario, run.write_path);
+            if let Some(ack_mode) = &run.ack_mode {
+                label = format!("{label} {ack_mode}");
+            }
+            if let Some(histogram) = &run.histogram {
+                labelled.push((label.clone(), histogram));
+            }
+            if let Some(histogram) = &run.e2e_histogram {
+                labelled.push((format!("{label} e2e"), histogram));
+            }
+        }
+        labelled
+    }
+
     /// The report as JSON (see the module documentation for the layout).
     pub fn to_json(&self) -> Value {
         let runs: Vec<RunJson<'_>> = self
@@ -469,6 +581,8 @@ impl Report {
         let json = ReportJson {
             environment: &self.environment,
             baselines: &self.baselines,
+            cluster: self.cluster.as_ref(),
+            load: self.load.as_ref(),
             runs,
         };
         serde_json::to_value(json).expect("the report serialises: it has only string keys")
@@ -479,6 +593,10 @@ impl Report {
 struct ReportJson<'r> {
     environment: &'r Environment,
     baselines: &'r Baselines,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'r Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<&'r Value>,
     runs: Vec<RunJson<'r>>,
 }
 
@@ -505,9 +623,14 @@ impl<'r> RunJson<'r> {
                 met: outcome.met,
             }
         });
+        let mut vs_baseline = VsBaselineJson::new(run.comparison, &ratios);
+        if run.comparison == Comparison::LatencyPlusRttPerPercentile {
+            vs_baseline.latency_ratios = run.ratios_plus_rtt(baselines);
+            vs_baseline.e2e_latency_ratios = run.e2e_ratios_plus_rtt(baselines);
+        }
         RunJson {
             run,
-            vs_baseline: VsBaselineJson::new(run.comparison, &ratios),
+            vs_baseline,
             target,
         }
     }
@@ -523,6 +646,12 @@ struct VsBaselineJson {
     p99_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bandwidth_percent: Option<f64>,
+    /// Every percentile over the fdatasync + round-trip floor (default mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ratios: Option<RatioSummary>,
+    /// The same for the end-to-end latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e2e_latency_ratios: Option<RatioSummary>,
 }
 
 impl VsBaselineJson {
@@ -530,14 +659,22 @@ impl VsBaselineJson {
         let (p50_ratio, p99_ratio) = match comparison {
             Comparison::LatencyQd1 => (ratios.p50_ratio, ratios.p99_ratio),
             Comparison::LatencyQd1PlusRtt => (ratios.p50_ratio_plus_rtt, ratios.p99_ratio_plus_rtt),
+            Comparison::LatencyPlusRttPerPercentile => {
+                (ratios.p50_ratio_plus_rtt, ratios.p99_ratio_plus_rtt)
+            }
             Comparison::Bandwidth | Comparison::None => (None, None),
         };
-        let bandwidth = comparison == Comparison::Bandwidth;
+        let bandwidth = matches!(
+            comparison,
+            Comparison::Bandwidth | Comparison::LatencyPlusRttPerPercentile
+        );
         VsBaselineJson {
             comparison,
             p50_ratio,
             p99_ratio,
             bandwidth_percent: ratios.bandwidth_percent.filter(|_| bandwidth),
+            latency_ratios: None,
+            e2e_latency_ratios: None,
         }
     }
 }
@@ -589,10 +726,13 @@ pub(crate) mod tests {
                 p9999: 4000,
                 max: 5000,
             },
+            target_rate_records_per_s: None,
+            e2e_latency_us: None,
             comparison,
             target,
             extra: Map::new(),
             histogram: None,
+            e2e_histogram: None,
         }
     }
 
@@ -905,15 +1045,15 @@ pub(crate) mod tests {
         bandwidth_run
             .extra
             .insert("fsyncs".to_owned(), Value::from(12));
-        let report = Report {
-            environment: Environment::collect(std::path::Path::new("/")),
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
             baselines,
-            runs: vec![
+            vec![
                 sample_run(Comparison::LatencyQd1, Some(Target::P50RatioMax(1.3))),
                 bandwidth_run,
                 replicated_run,
             ],
-        };
+        );
         let json = report.to_json();
         let run = &json["runs"][0];
         let keys: Vec<&str> = run

@@ -192,6 +192,24 @@ fn node_cpu(id: u32, cpus: &[usize]) -> usize {
     rest[(index - 1) % rest.len()]
 }
 
+/// The CPUs the load generator's threads should run on, beside a local cluster of
+/// `node_count` nodes pinned by `node_cpu`: the CPUs no node has, if any; else those besides
+/// the leader's (shared with the followers); else the only one.
+pub fn load_generator_cpus(node_count: u32) -> Vec<usize> {
+    load_generator_cpus_of(node_count, &available_cpus())
+}
+
+fn load_generator_cpus_of(node_count: u32, cpus: &[usize]) -> Vec<usize> {
+    let nodes = usize::try_from(node_count).unwrap_or(usize::MAX);
+    if cpus.len() > nodes {
+        return cpus[nodes..].to_vec();
+    }
+    if cpus.len() > 1 {
+        return cpus[1..].to_vec();
+    }
+    cpus.to_vec()
+}
+
 /// `value` as a TOML basic string: quoted, with quotes, backslashes and control characters
 /// escaped.
 fn toml_string(value: &str) -> String {
@@ -278,12 +296,18 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} ({name})", binary.display()))?;
+        crate::cleanup::register_child(child.id());
         Ok(ServerProcess {
             child: Some(child),
             name: name.to_owned(),
             addresses: config.addresses,
             log_path,
         })
+    }
+
+    /// Where the node listens.
+    pub fn addresses(&self) -> NodeAddresses {
+        self.addresses
     }
 
     /// `HOST:PORT` of the node's Kafka listener.
@@ -336,7 +360,13 @@ impl ServerProcess {
     /// Whether the node's process has exited (it should not have).
     fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
         match self.child.as_mut() {
-            Some(child) => child.try_wait().context("checking the node"),
+            // `try_wait` reaps an exited child: under the registry's lock, as in `kill`.
+            Some(child) => crate::cleanup::with_child_locked(child.id(), || {
+                let status = child.try_wait();
+                let reaped = matches!(status, Ok(Some(_)));
+                (status, reaped)
+            })
+            .context("checking the node"),
             None => Ok(None),
         }
     }
@@ -345,11 +375,21 @@ impl ServerProcess {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        if child.try_wait()?.is_none() {
-            // `Child::kill` signals this child's PID only.
-            child.kill()?;
-        }
-        child.wait().map(drop)
+        // Under the cleanup registry's lock: a signal handler must not kill this PID once it
+        // has been reaped (cleanup.rs).
+        crate::cleanup::with_child_locked(child.id(), || {
+            let result = (|| {
+                if child.try_wait()?.is_none() {
+                    // `Child::kill` signals this child's PID only.
+                    child.kill()?;
+                }
+                child.wait().map(drop)
+            })();
+            // Reaped unless waiting failed; a child that could not be waited for stays
+            // registered, so an interrupt still kills it.
+            let reaped = result.is_ok();
+            (result, reaped)
+        })
     }
 
     /// Polls `/health` until it answers 200, then a Kafka connection, until `READY_WAIT_MAX`.
@@ -440,6 +480,8 @@ pub const CLUSTER_LEADER_ID: u32 = 1;
 pub struct ClusterProcess {
     /// In id order, so `nodes[0]` is node 1, the leader.
     nodes: Vec<ServerProcess>,
+    /// The CPU each node's shard is pinned to (`cpus` of its configuration), in id order.
+    node_cpus: Vec<usize>,
 }
 
 impl ClusterProcess {
@@ -462,7 +504,10 @@ impl ClusterProcess {
             };
             members.push((id, addresses));
         }
-        let mut cluster = ClusterProcess { nodes: Vec::new() };
+        let mut cluster = ClusterProcess {
+            nodes: Vec::new(),
+            node_cpus: Vec::new(),
+        };
         let cpus = available_cpus();
         for (id, addresses) in &members {
             let dir = spec.dir.join(format!("n{id}"));
@@ -484,6 +529,7 @@ impl ClusterProcess {
                 cluster: Some(&membership),
                 cpus: Some(vec![node_cpu(*id, &cpus)]),
             };
+            cluster.node_cpus.push(node_cpu(*id, &cpus));
             let name = format!("node {id}");
             cluster
                 .nodes
@@ -505,6 +551,16 @@ impl ClusterProcess {
     /// The leader (node 1).
     pub fn leader(&self) -> &ServerProcess {
         &self.nodes[0]
+    }
+
+    /// Every node, in id order (`nodes()[0]` is node 1, the leader).
+    pub fn nodes(&self) -> &[ServerProcess] {
+        &self.nodes
+    }
+
+    /// The CPU each node's shard is pinned to, in id order.
+    pub fn node_cpus(&self) -> &[usize] {
+        &self.node_cpus
     }
 
     /// Each node's PID, in id order (for progress lines).
@@ -628,6 +684,15 @@ mod tests {
         assert_eq!(node_cpu(3, &[0, 1]), 1);
         assert_eq!(node_cpu(3, &[2, 5, 7]), 7);
         assert_eq!(node_cpu(2, &[4]), 4);
+    }
+
+    // The load generator gets the CPUs no node has; without any, the followers' CPUs.
+    #[test]
+    fn load_generator_avoids_the_leader() {
+        assert_eq!(load_generator_cpus_of(3, &[0, 1]), [1]);
+        assert_eq!(load_generator_cpus_of(3, &[0, 1, 2]), [1, 2]);
+        assert_eq!(load_generator_cpus_of(3, &[0, 1, 2, 3, 4]), [3, 4]);
+        assert_eq!(load_generator_cpus_of(3, &[5]), [5]);
     }
 
     #[test]

@@ -9,21 +9,209 @@ use ringlog_types::units::{KIB, MIB};
 use crate::baseline::Baselines;
 use crate::environment::Environment;
 use crate::report::{
-    latency_floor_plus_rtt, BaselineRatios, Comparison, LatencySummary, Report, RunResult, Target,
-    TargetOutcome,
+    latency_floor_plus_rtt, BaselineRatios, Comparison, LatencySummary, RatioSummary, Report,
+    RunResult, Target, TargetOutcome,
 };
 
 /// The whole report as text, ending in a newline.
 pub fn render(report: &Report) -> String {
     let mut lines = Vec::new();
     render_environment(&report.environment, &mut lines);
+    let default_mode = !report.runs.is_empty()
+        && report
+            .runs
+            .iter()
+            .all(|run| run.comparison == Comparison::LatencyPlusRttPerPercentile);
+    if default_mode {
+        render_cluster_and_load(report, &mut lines);
+    }
     render_baselines(&report.baselines, &mut lines);
-    render_floor(report, &mut lines);
-    render_runs(&report.runs, &report.baselines, &mut lines);
+    if default_mode {
+        render_mode_floor(&report.baselines, &mut lines);
+        render_mode_rows(&report.runs, &report.baselines, &mut lines);
+    } else {
+        render_floor(report, &mut lines);
+        render_runs(&report.runs, &report.baselines, &mut lines);
+    }
     render_targets(&report.runs, &report.baselines, &mut lines);
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// The default mode's cluster layout and load shape, under the environment.
+fn render_cluster_and_load(report: &Report, lines: &mut Vec<String>) {
+    if let Some(cluster) = &report.cluster {
+        lines.push(format!("  cluster      {}", describe_cluster(cluster)));
+    }
+    if let Some(load) = &report.load {
+        lines.push(format!("  load         {}", describe_load(load)));
+    }
+}
+
+/// "local: node 1 leader 127.0.0.1:4000 CPU 0 pid 7, ...; load generator CPU 1", or
+/// "remote 127.0.0.1:9092 (cluster c, 3 nodes, leader 1)".
+fn describe_cluster(cluster: &serde_json::Value) -> String {
+    let nodes = cluster["nodes"].as_array().cloned().unwrap_or_default();
+    if cluster["kind"] == "remote" {
+        return format!(
+            "remote, bootstrap {}: cluster {}, {} node(s), leader node {} at {}, end-to-end \
+             consumer on {}",
+            cluster["bootstrap"].as_str().unwrap_or("?"),
+            cluster["cluster_id"].as_str().unwrap_or("(single node)"),
+            nodes.len(),
+            cluster["leader"],
+            cluster["leader_address"].as_str().unwrap_or("?"),
+            cluster["consumer_address"].as_str().unwrap_or("?"),
+        );
+    }
+    let described: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            format!(
+                "node {} {} {} CPU {}",
+                node["id"],
+                node["role"].as_str().unwrap_or("?"),
+                node["client"].as_str().unwrap_or("?"),
+                node["cpu"]
+            )
+        })
+        .collect();
+    let cpus: Vec<String> = cluster["load_generator_cpus"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    format!(
+        "local: {}; load generator CPU {}",
+        described.join(", "),
+        cpus.join(",")
+    )
+}
+
+/// "1 KiB records, 1 per request, 4 producers x 64 in flight, 1 partition, open loop at
+/// 2000 records/s, 6 s measured + 1 s warm-up per run".
+fn describe_load(load: &serde_json::Value) -> String {
+    let pacing = match load["rate_records_per_s"].as_f64() {
+        Some(rate) => format!("open loop at {rate:.0} records/s"),
+        None => "closed loop".to_owned(),
+    };
+    format!(
+        "{} records, {} per request, {} producers x {} in flight, {} partition(s), {pacing}, \
+         {} s measured + {} s warm-up per run",
+        format_size(load["payload_size_bytes"].as_u64().unwrap_or(0)),
+        load["batch_records"],
+        load["producers"],
+        load["in_flight_max"],
+        load["partitions"],
+        load["duration_secs"],
+        load["warmup_secs"]
+    )
+}
+
+/// The floor every default-mode latency is divided by.
+fn render_mode_floor(baselines: &Baselines, lines: &mut Vec<String>) {
+    if let Some(floor) = latency_floor_plus_rtt(baselines) {
+        lines.push(format!(
+            "  floor: 4 KiB fdatasync + loopback 1 KiB RTT, per percentile  {}",
+            format_percentiles(&floor)
+        ));
+    }
+}
+
+/// One row per run and one per end-to-end histogram: mode, run, target rate, achieved
+/// records/s and MB/s, then each percentile with its ratio to the floor at that percentile.
+fn render_mode_rows(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<String>) {
+    lines.push(String::new());
+    lines.push(
+        "latency in µs from each record's due time (open loop) or send (closed loop) to its \
+         ack; e2e: to its arrival at a consumer on a follower; ratio: / floor at the same \
+         percentile"
+            .to_owned(),
+    );
+    let show_path = runs.iter().any(|run| run.write_path != runs[0].write_path);
+    let mut header = vec!["mode"];
+    if show_path {
+        header.push("path");
+    }
+    header.extend([
+        "run",
+        "target/s",
+        "records/s",
+        "MB/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+    ]);
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for run in runs {
+        let mode = run.ack_mode.clone().unwrap_or_else(|| "-".to_owned());
+        let mut cells = vec![mode];
+        if show_path {
+            cells.push(run.write_path.clone());
+        }
+        cells.push(run.scenario.replace('_', "-"));
+        cells.extend(rate_cells(run));
+        cells.extend(latency_cells(
+            &run.latency_us,
+            run.ratios_plus_rtt(baselines),
+        ));
+        rows.push(cells);
+        if let Some(e2e) = &run.e2e_latency_us {
+            let mut cells = vec![String::new()];
+            if show_path {
+                cells.push(String::new());
+            }
+            cells.push("e2e".to_owned());
+            cells.extend(["".to_owned(), "".to_owned(), "".to_owned()]);
+            cells.extend(latency_cells(e2e, run.e2e_ratios_plus_rtt(baselines)));
+            rows.push(cells);
+        }
+    }
+    let text_columns = if show_path { 3 } else { 2 };
+    lines.extend(align_all_columns(&rows, text_columns));
+}
+
+/// Target rate ("-" in a closed loop), achieved records/s and MB/s.
+fn rate_cells(run: &RunResult) -> [String; 3] {
+    [
+        run.target_rate_records_per_s
+            .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}")),
+        format!("{:.0}", run.records_per_s),
+        format!("{:.1}", run.mb_per_s),
+    ]
+}
+
+/// "1234 2.05x" per percentile (the ratio left out without a floor).
+fn latency_cells(latency_us: &LatencySummary, ratios: Option<RatioSummary>) -> Vec<String> {
+    let ratios = ratios.map(|ratios| ratios.values());
+    latency_us
+        .values()
+        .iter()
+        .enumerate()
+        .map(
+            |(index, value)| match ratios.and_then(|ratios| ratios[index]) {
+                Some(ratio) => format!("{value} {ratio:.2}x"),
+                None => value.to_string(),
+            },
+        )
+        .collect()
+}
+
+/// `align_columns`, with the last column right-aligned too.
+fn align_all_columns(rows: &[Vec<String>], text_columns: usize) -> Vec<String> {
+    let mut padded: Vec<Vec<String>> = rows.to_vec();
+    for row in &mut padded {
+        row.push(String::new());
+    }
+    align_columns(&padded, text_columns)
+        .into_iter()
+        .map(|line| line.trim_end().to_owned())
+        .collect()
 }
 
 fn render_environment(environment: &Environment, lines: &mut Vec<String>) {
@@ -264,7 +452,7 @@ pub fn format_vs_baseline(comparison: Comparison, ratios: &BaselineRatios) -> St
             format_ratio(ratios.p50_ratio),
             format_ratio(ratios.p99_ratio)
         ),
-        Comparison::LatencyQd1PlusRtt => format!(
+        Comparison::LatencyQd1PlusRtt | Comparison::LatencyPlusRttPerPercentile => format!(
             "p50 {}  p99 {}  of fdatasync+RTT",
             format_ratio(ratios.p50_ratio_plus_rtt),
             format_ratio(ratios.p99_ratio_plus_rtt)
@@ -363,11 +551,11 @@ mod tests {
         );
         replicated.scenario = "replicated_qd1".to_owned();
         replicated.ack_mode = Some("sync".to_owned());
-        let report = Report {
-            environment: Environment::collect(std::path::Path::new("/")),
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
             baselines,
-            runs: vec![sample_run(Comparison::LatencyQd1, None), replicated],
-        };
+            vec![sample_run(Comparison::LatencyQd1, None), replicated],
+        );
         let text = render(&report);
         assert!(
             text.contains("floor: 4 KiB fdatasync + loopback 1 KiB RTT, per percentile  p50 125"),
@@ -398,17 +586,17 @@ mod tests {
     // ratio cells and both verdict lines appear.
     #[test]
     fn renders_rows_and_verdicts() {
-        let report = Report {
-            environment: Environment::collect(std::path::Path::new("/")),
-            baselines: sample_baselines(),
-            runs: vec![
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
+            sample_baselines(),
+            vec![
                 sample_run(Comparison::LatencyQd1, Some(Target::P50RatioMax(1.3))),
                 sample_run(
                     Comparison::Bandwidth,
                     Some(Target::BandwidthPercentMin(80.0)),
                 ),
             ],
-        };
+        );
         let text = render(&report);
         assert!(text.contains("p50 1.25x  p99 2.50x"), "{text}");
         assert!(text.contains("75% of 1 MiB bandwidth"), "{text}");

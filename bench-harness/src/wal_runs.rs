@@ -198,10 +198,13 @@ fn result_for(
         ),
         mb_per_s: mb_per_s(bytes, elapsed),
         latency_us: LatencySummary::from_histogram(histogram),
+        target_rate_records_per_s: None,
+        e2e_latency_us: None,
         comparison,
         target,
         extra,
         histogram: Some(histogram.clone()),
+        e2e_histogram: None,
     }
 }
 
