@@ -216,11 +216,7 @@ fn measure_produce(
         &options,
         &mut progress,
     )?);
-    Ok(Report {
-        environment,
-        baselines,
-        runs,
-    })
+    Ok(Report::new(environment, baselines, runs))
 }
 
 fn measure_replicated(
@@ -239,11 +235,7 @@ fn measure_replicated(
         ack_modes.join(", ")
     ));
     let runs = replicated_runs::run_replicated_scenarios(&options, &mut progress)?;
-    Ok(Report {
-        environment,
-        baselines,
-        runs,
-    })
+    Ok(Report::new(environment, baselines, runs))
 }
 
 /// The device baselines plus the loopback round trips of 64 B and 1 KiB, for the subcommands
@@ -291,11 +283,7 @@ fn measure_wal(args: &WalArgs, dir: &Path) -> anyhow::Result<Report> {
     let options = args.to_options(dir.to_owned());
     progress_plan("wal", &options, &mut progress);
     let runs = wal_runs::run_wal_scenarios(&options, &baselines, &mut progress)?;
-    Ok(Report {
-        environment,
-        baselines,
-        runs,
-    })
+    Ok(Report::new(environment, baselines, runs))
 }
 
 fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
