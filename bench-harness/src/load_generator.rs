@@ -40,7 +40,6 @@ use crate::latency::{duration_us, new_histogram};
 use crate::options::{LoadShape, Pacing};
 
 /// Bytes at the start of every value that carry its due time and sequence number.
-#[allow(dead_code, reason = "the end-to-end consumer (next) reads it")]
 pub const VALUE_HEADER_BYTES: usize = 16;
 /// Upper bound of the bytes a record adds to a batch beyond its value (the client's bound).
 const RECORD_OVERHEAD_BYTES_MAX: usize = 36;
@@ -73,14 +72,12 @@ impl RunClock {
     }
 
     /// The instant `nanos` after the base.
-    #[allow(dead_code, reason = "the end-to-end consumer (next) reads it")]
     pub fn decode(&self, nanos: u64) -> Instant {
         self.base + Duration::from_nanos(nanos)
     }
 }
 
 /// A record value's due time and sequence number, from its first `VALUE_HEADER_BYTES`.
-#[allow(dead_code, reason = "the end-to-end consumer (next) reads it")]
 pub fn read_value_header(value: &[u8]) -> Option<(u64, u64)> {
     let due = value.get(0..8)?.try_into().ok().map(u64::from_le_bytes)?;
     let sequence = value.get(8..16)?.try_into().ok().map(u64::from_le_bytes)?;
@@ -330,6 +327,11 @@ fn send(
 ) -> anyhow::Result<Sent> {
     let shape = plan.shape;
     let window = plan.window;
+    assert!(
+        shape.payload_size_bytes >= VALUE_HEADER_BYTES,
+        "payload_size_bytes={} holds no due time",
+        shape.payload_size_bytes
+    );
     let mut value = vec![b'r'; shape.payload_size_bytes];
     let mut sent = Sent {
         send_lag: new_histogram(),

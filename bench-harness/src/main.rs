@@ -12,6 +12,7 @@ mod cli;
 mod compare;
 mod data_dir;
 mod environment;
+mod follower_fetch;
 mod hgrm;
 mod latency;
 mod load_generator;
@@ -82,7 +83,13 @@ fn run_produce(args: &ProduceArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&args.common.dir)?;
     let report = measure_produce(args, ringlog_bin, data_dir.path())?;
     let common = &args.common;
-    finish_with_outputs(report, data_dir, common.json.as_deref(), &common.outputs, "produce")
+    finish_with_outputs(
+        report,
+        data_dir,
+        common.json.as_deref(),
+        &common.outputs,
+        "produce",
+    )
 }
 
 fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
@@ -91,7 +98,13 @@ fn run_replicated(args: &ReplicatedArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&args.produce.common.dir)?;
     let report = measure_replicated(args, ringlog_bin, data_dir.path())?;
     let common = &args.produce.common;
-    finish_with_outputs(report, data_dir, common.json.as_deref(), &common.outputs, "replicated")
+    finish_with_outputs(
+        report,
+        data_dir,
+        common.json.as_deref(),
+        &common.outputs,
+        "replicated",
+    )
 }
 
 /// The default mode: baselines, then every ack mode on a local cluster or `--target`.

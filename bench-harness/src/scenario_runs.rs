@@ -38,6 +38,7 @@ use nix::unistd::Pid;
 use ringlog_client::{Acks, Client, ClientOptions};
 use serde_json::{json, Map, Value};
 
+use crate::follower_fetch::{E2eConsumer, E2eControl, E2eOutcome};
 use crate::latency::new_histogram;
 use crate::load_generator::{
     pin_current_thread, run_load, LoadOutcome, LoadPlan, RunClock, Window,
@@ -67,6 +68,9 @@ const SETTLE_WAIT_MAX: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Time between planning a run's window and its first due time: the threads start first.
 const WINDOW_LEAD: Duration = Duration::from_millis(20);
+/// How long the end-to-end consumer may take, after the load, to read everything that was
+/// acknowledged (the followers' HW catches up within a replica fetch or two).
+const E2E_DRAIN_MAX: Duration = Duration::from_secs(10);
 /// Prefix of every topic the default mode creates.
 pub const TOPIC_PREFIX: &str = "ringlog-bench-";
 
@@ -350,7 +354,6 @@ impl Access<'_> {
     }
 
     /// Where the end-to-end consumer fetches: a follower (node 2 locally).
-    #[allow(dead_code, reason = "the end-to-end consumer (next) reads it")]
     fn follower_address(&self) -> String {
         match self {
             Access::Local { cluster, .. } => cluster.nodes()[1].bootstrap(),
@@ -691,25 +694,49 @@ fn measure_run(
         clock: setup.clock,
         cpus: setup.cpus.to_vec(),
     };
-    let stall = match kind {
-        RunKind::Fixed(_) => options.stall.zip(access.leader_pid()),
-        RunKind::Saturated => None,
-    };
-    let (outcome, stalled) = thread::scope(|scope| {
+    let fixed = matches!(kind, RunKind::Fixed(_));
+    let stall = options.stall.zip(access.leader_pid()).filter(|_| fixed);
+    // The end-to-end consumer reads from a follower during the fixed-rate run.
+    let consumer = fixed.then(|| E2eConsumer {
+        address: access.follower_address(),
+        topic: topic.to_owned(),
+        partitions: shape.partitions,
+        clock: setup.clock,
+        window: plan.window,
+        cpu: setup.cpus.last().copied(),
+    });
+    let control = E2eControl::default();
+    let (outcome, stalled, e2e) = thread::scope(|scope| {
+        let control = &control;
+        let reader = consumer
+            .as_ref()
+            .map(|consumer| scope.spawn(move || consumer.run(control)));
         let staller = stall.map(|(stall, pid)| {
             let window = plan.window;
             scope.spawn(move || stall_leader(pid, window, stall))
         });
         let outcome = run_load(client, &plan);
+        match &outcome {
+            Ok(outcome) => {
+                control.finish(outcome.log_ends.clone(), Instant::now() + E2E_DRAIN_MAX);
+            }
+            Err(_) => control.abandon(),
+        }
         let stalled = staller.map(|handle| {
             handle
                 .join()
                 .map_err(|_| anyhow!("the stall thread panicked"))?
         });
-        (outcome, stalled.transpose())
+        let e2e = reader.map(|handle| {
+            handle
+                .join()
+                .map_err(|_| anyhow!("the end-to-end consumer panicked"))?
+        });
+        (outcome, stalled.transpose(), e2e.transpose())
     });
     let outcome = outcome?;
     let stalled = stalled?;
+    let e2e = e2e.context("the end-to-end consumer")?;
     access.check_running()?;
     let after = access.counters()?;
     let mut extra = run_extra(&outcome, &plan, settled_after);
@@ -734,7 +761,7 @@ fn measure_run(
             }),
         );
     }
-    let row = make_row(outcome, &plan, mode, kind, setup.write_path, extra);
+    let mut row = make_row(outcome, &plan, mode, kind, setup.write_path, extra);
     progress.line(&format!(
         "{mode} {}: {:.0} records/s, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
         kind.label(),
@@ -744,7 +771,46 @@ fn measure_run(
         row.latency_us.p999,
         row.latency_us.max
     ));
+    if let Some(e2e) = e2e {
+        add_e2e(&mut row, e2e, &access.follower_address(), progress);
+    }
     Ok(row)
+}
+
+/// Puts the end-to-end consumer's histogram and counts into the row.
+fn add_e2e(row: &mut RunResult, e2e: E2eOutcome, address: &str, progress: &Progress) {
+    let summary = LatencySummary::from_histogram(&e2e.histogram);
+    progress.line(&format!(
+        "{} {}: end to end via the follower at {address}: {} records, p50 {} µs, p99 {} µs, \
+         p99.9 {} µs, max {} µs{}",
+        row.ack_mode.as_deref().unwrap_or("-"),
+        row.scenario.replace('_', "-"),
+        e2e.records,
+        summary.p50,
+        summary.p99,
+        summary.p999,
+        summary.max,
+        if e2e.missing_records > 0 {
+            format!(
+                ", {} acknowledged records never arrived",
+                e2e.missing_records
+            )
+        } else {
+            String::new()
+        }
+    ));
+    row.extra.insert(
+        "e2e".into(),
+        json!({
+            "consumer_address": address,
+            "records": e2e.records,
+            "missing_records": e2e.missing_records,
+            "fetches": e2e.fetches,
+            "partition_errors": e2e.partition_errors,
+        }),
+    );
+    row.e2e_latency_us = Some(summary);
+    row.e2e_histogram = Some(e2e.histogram);
 }
 
 /// "2000 records/s open loop" or "closed loop".
