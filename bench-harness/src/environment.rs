@@ -24,6 +24,9 @@ pub struct Environment {
     pub cpu: String,
     /// CPUs this process may run on.
     pub cores: u64,
+    /// Which CPUs those are, as the kernel lists them ("0-1"), or "unknown". The default
+    /// mode's report says in `cluster` which of them each node and the load generator used.
+    pub cpus_allowed: String,
     /// File system type of the data directory, e.g. "ext4".
     pub filesystem: String,
     /// Mount options of that file system: per-mount options, then superblock options.
@@ -63,6 +66,10 @@ impl Environment {
                 .and_then(|text| cpu_model(&text))
                 .unwrap_or_else(unknown),
             cores: std::thread::available_parallelism().map_or(0, |cores| cores.get() as u64),
+            cpus_allowed: fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|status| cpus_allowed_list(&status))
+                .unwrap_or_else(unknown),
             filesystem: mount.map_or_else(unknown, |mount| mount.filesystem.clone()),
             mount_options: mount.map_or_else(unknown, MountEntry::options),
             mount_point: mount.map_or_else(unknown, |mount| display(&mount.mount_point)),
@@ -105,6 +112,15 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
             })
         })
         .map(str::to_owned)
+}
+
+/// The `Cpus_allowed_list` of a `/proc/<pid>/status` text.
+fn cpus_allowed_list(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_owned())
+        .filter(|list| !list.is_empty())
 }
 
 fn git_sha() -> String {
@@ -335,5 +351,9 @@ mod tests {
         assert_ne!(environment.kernel, UNKNOWN);
         assert_ne!(environment.filesystem, UNKNOWN);
         assert!(environment.cores >= 1);
+        assert_ne!(environment.cpus_allowed, UNKNOWN);
+        let status = "Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
+        assert_eq!(cpus_allowed_list(status).as_deref(), Some("0-1"));
+        assert_eq!(cpus_allowed_list("Cpus_allowed_list:\t\n"), None);
     }
 }

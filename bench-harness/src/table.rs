@@ -221,8 +221,8 @@ fn render_environment(environment: &Environment, lines: &mut Vec<String>) {
     lines.push("ringlog-bench (latency in µs; MB = 10^6 bytes)".to_owned());
     lines.push(format!("  kernel       {}", environment.kernel));
     lines.push(format!(
-        "  cpu          {}, {} cores",
-        environment.cpu, environment.cores
+        "  cpu          {}, {} cores (CPUs {})",
+        environment.cpu, environment.cores, environment.cpus_allowed
     ));
     lines.push(format!(
         "  file system  {} on {} ({})",
