@@ -3,12 +3,19 @@
 //! percentile against the baseline floor) and `--compare FILE.json` (ratios to an earlier
 //! report), plus the `compare` subcommand, which compares two saved reports.
 //!
+//! Every histogram a run kept is a *series*: its latency histogram, and for the default
+//! mode's open-loop runs also the end-to-end one (named `... e2e`). Each series gets a
+//! `.hgrm` file and a curve. Curve labels keep only what differs between the curves of a
+//! plot (e.g. just the ack mode), the rest goes into the title. A report with several
+//! scenarios also gets one plot per scenario next to `FILE.svg` (`FILE-<scenario>.svg`), so
+//! the ack modes of one scenario can be read side by side.
+//!
 //! `check_before_measuring` reads the `--compare` file before anything is measured, so a
 //! wrong path or a file that is not a report fails the command at once instead of after the
-//! runs. Runs without a histogram (none today) are left out of the `.hgrm` files and the
-//! plot, with a note on stderr.
+//! runs. Runs without a histogram are left out of the `.hgrm` files and the plots, with a
+//! note on stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 
@@ -39,8 +46,9 @@ pub fn write(report: &Report, outputs: &OutputArgs, command: &str) -> anyhow::Re
         eprintln!("wrote {} .hgrm files to {}", paths.len(), dir.display());
     }
     if let Some(path) = &outputs.plot {
-        write_plot(report, path, command)?;
-        eprintln!("wrote {}", path.display());
+        for written in write_plots(report, path, command)? {
+            eprintln!("wrote {}", written.display());
+        }
     }
     if let Some(path) = &outputs.compare {
         let earlier = compare::load_earlier(path)?;
@@ -72,40 +80,124 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The runs that kept a histogram, with it.
-fn runs_with_histograms(runs: &[RunResult]) -> Vec<(&RunResult, &Histogram<u64>)> {
-    let mut kept = Vec::new();
+/// One histogram of a run, named by the run's parts: scenario, write path, ack mode (or ""),
+/// payload, and "e2e" for the end-to-end latency (or "").
+struct Series<'r> {
+    parts: [String; 5],
+    histogram: &'r Histogram<u64>,
+}
+
+impl Series<'_> {
+    fn scenario(&self) -> &str {
+        &self.parts[0]
+    }
+
+    /// "wal_qd1 direct 1 KiB", "open_loop direct sync 1 KiB e2e".
+    fn label(&self) -> String {
+        join_present(self.parts.iter(), " ")
+    }
+}
+
+/// The non-empty parts, joined.
+fn join_present<'s>(parts: impl Iterator<Item = &'s String>, separator: &str) -> String {
+    let present: Vec<&str> = parts
+        .filter(|part| !part.is_empty())
+        .map(String::as_str)
+        .collect();
+    present.join(separator)
+}
+
+/// Every histogram the runs kept, in run order, a run's end-to-end one after its own.
+fn series(runs: &[RunResult]) -> Vec<Series<'_>> {
+    let mut all = Vec::new();
     for run in runs {
+        let parts = |kind: &str| {
+            [
+                run.scenario.clone(),
+                run.write_path.clone(),
+                run.ack_mode.clone().unwrap_or_default(),
+                format_size(run.payload_bytes),
+                kind.to_owned(),
+            ]
+        };
         match &run.histogram {
-            Some(histogram) => kept.push((run, histogram)),
-            None => eprintln!("note: {} kept no histogram", run_label(run)),
+            Some(histogram) => all.push(Series {
+                parts: parts(""),
+                histogram,
+            }),
+            None => eprintln!(
+                "note: {} kept no histogram",
+                join_present(parts("").iter(), " ")
+            ),
+        }
+        if let Some(histogram) = &run.e2e_histogram {
+            all.push(Series {
+                parts: parts("e2e"),
+                histogram,
+            });
         }
     }
-    kept
+    all
 }
 
-/// "wal_qd1 direct 1 KiB", "replicated_qd1 direct sync 1 KiB".
-fn run_label(run: &RunResult) -> String {
-    let mut parts = vec![run.scenario.clone(), run.write_path.clone()];
-    parts.extend(run.ack_mode.clone());
-    parts.push(format_size(run.payload_bytes));
-    parts.join(" ")
-}
-
-/// One file stem per run: "wal_qd1-direct-1KiB", "replicated_qd1-direct-acks_1-1KiB".
+/// One file stem per series: "wal_qd1-direct-1KiB", "open_loop-direct-acks_1-1KiB-e2e".
 fn hgrm_runs(runs: &[RunResult]) -> Vec<(String, &Histogram<u64>)> {
     let mut stems: Vec<String> = Vec::new();
     let mut named = Vec::new();
-    for (run, histogram) in runs_with_histograms(runs) {
-        let payload = format_size(run.payload_bytes).replace(' ', "");
-        let mut parts = vec![run.scenario.as_str(), run.write_path.as_str()];
-        parts.extend(run.ack_mode.as_deref());
-        parts.push(&payload);
+    for series in series(runs) {
+        let parts: Vec<String> = series
+            .parts
+            .iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| part.replace(' ', ""))
+            .collect();
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let stem = file_stem(&parts, &stems);
         stems.push(stem.clone());
-        named.push((stem, histogram));
+        named.push((stem, series.histogram));
     }
     named
+}
+
+/// Curve labels with the parts shared by every series left out (they go in the title, which
+/// this returns second); a single series, or one left with nothing, keeps its whole label.
+fn curve_labels(series: &[Series<'_>]) -> (Vec<String>, String) {
+    let Some(first) = series.first() else {
+        return (Vec::new(), String::new());
+    };
+    let shared: Vec<bool> = (0..first.parts.len())
+        .map(|slot| {
+            series
+                .iter()
+                .all(|each| each.parts[slot] == first.parts[slot])
+        })
+        .collect();
+    if series.len() == 1 {
+        return (vec![first.label()], String::new());
+    }
+    let labels = series
+        .iter()
+        .map(|each| {
+            let differing = each
+                .parts
+                .iter()
+                .zip(&shared)
+                .filter(|(_, shared)| !**shared);
+            let label = join_present(differing.map(|(part, _)| part), " ");
+            // A series that differs only by lacking a part (no ack mode) keeps its name.
+            if label.is_empty() {
+                each.label()
+            } else {
+                label
+            }
+        })
+        .collect();
+    let common = first
+        .parts
+        .iter()
+        .zip(&shared)
+        .filter(|(_, shared)| **shared);
+    (labels, join_present(common.map(|(part, _)| part), " "))
 }
 
 /// The floor the runs are compared with, as a reference line: the 4 KiB fdatasync baseline
@@ -120,14 +212,68 @@ fn reference(baselines: &Baselines) -> (&'static str, Points) {
     }
 }
 
-fn write_plot(report: &Report, path: &Path, command: &str) -> anyhow::Result<()> {
-    let curves: Vec<(String, Points)> = runs_with_histograms(&report.runs)
+/// `path` with every series, and with several scenarios one more plot per scenario beside
+/// it; returns the files written.
+fn write_plots(report: &Report, path: &Path, command: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let all = series(&report.runs);
+    let mut scenarios: Vec<&str> = Vec::new();
+    for each in &all {
+        if !scenarios.contains(&each.scenario()) {
+            scenarios.push(each.scenario());
+        }
+    }
+    let mut written = vec![path.to_owned()];
+    write_plot(report, path, command, &all)?;
+    if scenarios.len() > 1 {
+        for scenario in scenarios {
+            let subset: Vec<Series<'_>> = series(&report.runs)
+                .into_iter()
+                .filter(|each| each.scenario() == scenario)
+                .collect();
+            let scenario_path = scenario_plot_path(path, scenario);
+            write_plot(report, &scenario_path, command, &subset)?;
+            written.push(scenario_path);
+        }
+    }
+    Ok(written)
+}
+
+/// "plots/run.svg" and "open_loop" give "plots/run-open_loop.svg".
+fn scenario_plot_path(path: &Path, scenario: &str) -> PathBuf {
+    let stem = path.file_stem().map_or_else(
+        || "plot".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    let extension = path.extension().map_or_else(
+        || "svg".to_owned(),
+        |extension| extension.to_string_lossy().into_owned(),
+    );
+    path.with_file_name(format!(
+        "{stem}-{}.{extension}",
+        file_stem(&[scenario], &[])
+    ))
+}
+
+fn write_plot(
+    report: &Report,
+    path: &Path,
+    command: &str,
+    series: &[Series<'_>],
+) -> anyhow::Result<()> {
+    let (labels, common) = curve_labels(series);
+    let curves: Vec<(String, Points)> = labels
         .into_iter()
-        .map(|(run, histogram)| (run_label(run), histogram_points(histogram)))
+        .zip(series)
+        .map(|(label, each)| (label, histogram_points(each.histogram)))
         .collect();
     let (reference_label, reference_points) = reference(&report.baselines);
+    let common = if common.is_empty() {
+        String::new()
+    } else {
+        format!(", {common}")
+    };
     let title = format!(
-        "ringlog-bench {command}: latency by percentile (git {})",
+        "ringlog-bench {command}: latency by percentile{common} (git {})",
         report.environment.git_sha
     );
     plot_svg_with_reference(path, &title, &curves, reference_label, &reference_points)
@@ -146,18 +292,19 @@ mod tests {
             histogram.record(us).unwrap();
         }
         let mut qd1 = sample_run(Comparison::LatencyQd1, None);
-        qd1.histogram = Some(histogram);
+        qd1.histogram = Some(histogram.clone());
         let mut acks1 = qd1.clone();
         acks1.ack_mode = Some("acks=1".to_owned());
-        let twin = acks1.clone();
+        acks1.e2e_histogram = Some(histogram);
+        let twin = qd1.clone();
         let without = sample_run(Comparison::LatencyQd1, None);
         vec![qd1, acks1, twin, without]
     }
 
-    // File stems name scenario, path, ack mode and payload, cleaned and made distinct; the
-    // run without a histogram is left out.
+    // File stems name scenario, path, ack mode, payload and e2e, cleaned and made distinct;
+    // the run without a histogram is left out.
     #[test]
-    fn hgrm_stems_per_run() {
+    fn hgrm_stems_per_series() {
         let runs = runs_with_and_without_histograms();
         let stems: Vec<String> = hgrm_runs(&runs).into_iter().map(|(stem, _)| stem).collect();
         assert_eq!(
@@ -165,10 +312,29 @@ mod tests {
             [
                 "append_qd1-direct-4KiB",
                 "append_qd1-direct-acks_1-4KiB",
-                "append_qd1-direct-acks_1-4KiB-2",
+                "append_qd1-direct-acks_1-4KiB-e2e",
+                "append_qd1-direct-4KiB-2",
             ]
         );
-        assert_eq!(run_label(&runs[1]), "append_qd1 direct acks=1 4 KiB");
+    }
+
+    // Labels keep only what differs (here the ack mode and e2e); the shared parts make the
+    // title. One series keeps its whole label.
+    #[test]
+    fn curve_labels_keep_what_differs() {
+        let runs = runs_with_and_without_histograms();
+        let all = series(&runs);
+        let (labels, common) = curve_labels(&all);
+        let whole = "append_qd1 direct 4 KiB";
+        assert_eq!(labels, [whole, "acks=1", "acks=1 e2e", whole]);
+        assert_eq!(common, "append_qd1 direct 4 KiB");
+        let (labels, common) = curve_labels(&all[1..2]);
+        assert_eq!(labels, ["append_qd1 direct acks=1 4 KiB"]);
+        assert_eq!(common, "");
+        assert_eq!(
+            scenario_plot_path(Path::new("out/run.svg"), "open_loop"),
+            Path::new("out/run-open_loop.svg")
+        );
     }
 
     // Without a round trip the reference is the fdatasync baseline; with one, the sum.

@@ -38,9 +38,10 @@ pub const REFERENCE_LABEL_FDATASYNC_PLUS_RTT: &str = "floor: 4 KiB fdatasync + 1
 /// Legend label of the reference for runs without the network (the device alone).
 pub const REFERENCE_LABEL_FDATASYNC: &str = "floor: 4 KiB fdatasync";
 
-/// Curve colours (Okabe-Ito, distinguishable with the common colour-vision deficiencies);
-/// they repeat after the last.
-const CURVE_COLOURS: [RGBColor; 7] = [
+/// Curve colours: Okabe-Ito's seven (distinguishable with the common colour-vision
+/// deficiencies), then five of Paul Tol's, so that the ten runs of a replicated report get
+/// ten colours; they repeat after the last. None is grey, the reference's colour.
+const CURVE_COLOURS: [RGBColor; 12] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -48,6 +49,11 @@ const CURVE_COLOURS: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
+    RGBColor(51, 34, 136),
+    RGBColor(136, 34, 85),
+    RGBColor(153, 153, 51),
+    RGBColor(68, 170, 153),
+    RGBColor(204, 102, 119),
 ];
 
 const REFERENCE_COLOUR: RGBColor = RGBColor(150, 150, 150);
@@ -279,7 +285,8 @@ fn draw(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        // Latency rises with the percentile, so the lower right corner is the emptiest.
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;

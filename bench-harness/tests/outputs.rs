@@ -199,17 +199,28 @@ fn wal_quick_writes_hgrm_files_a_plot_and_compares() {
         assert_hgrm_file(&scratch.path().join("hgrm").join(name));
     }
 
+    // One plot of every run, labels reduced to what differs (the write path, shared, goes
+    // to the title), and one plot per scenario beside it.
     let svg = fs::read_to_string(path("plot.svg")).unwrap();
     assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(polylines_of_width(&svg, 2), runs.len(), "one curve per run");
     assert_eq!(polylines_of_width(&svg, 4), 1, "the fdatasync floor");
     for label in [
-        "wal_qd1 direct 1 KiB",
-        "wal_saturated direct 16 KiB",
-        "wal_saturated direct 1 KiB",
-        "floor: 4 KiB fdatasync",
+        ">wal_qd1 1 KiB<",
+        ">wal_saturated 16 KiB<",
+        ">wal_saturated 1 KiB<",
+        ">floor: 4 KiB fdatasync<",
+        "latency by percentile, direct (git ",
     ] {
-        assert!(svg.contains(label), "{label} not in the plot");
+        assert!(
+            svg.replace('\n', "").contains(label),
+            "{label} not in the plot"
+        );
+    }
+    for (scenario, curves) in [("wal_qd1", 1), ("wal_saturated", 2)] {
+        let svg = fs::read_to_string(path(&format!("plot-{scenario}.svg"))).unwrap();
+        assert_eq!(polylines_of_width(&svg, 2), curves, "{scenario}");
+        assert_eq!(polylines_of_width(&svg, 4), 1, "{scenario}");
     }
 
     // --compare against the hand-built report: wal_qd1 matched, the rest listed.
