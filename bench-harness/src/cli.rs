@@ -72,6 +72,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// `--hgrm`, `--plot`, `--compare`.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+
     /// Data directory (baseline files and the local nodes' data), created if missing and
     /// removed at exit; it must be empty if it exists. Keep it on the file system to measure.
     #[arg(long, value_name = "DIR", default_value = DATA_DIR_DEFAULT)]
@@ -622,7 +626,8 @@ mod tests {
         );
     }
 
-    // Every measuring subcommand takes the output flags; `compare` takes two files.
+    // Every measuring subcommand and the default mode take the output flags; `compare` takes
+    // two files.
     #[test]
     fn output_flags_and_compare() {
         for command in ["wal", "produce", "replicated"] {
@@ -647,6 +652,10 @@ mod tests {
             assert_eq!(outputs.plot, Some(PathBuf::from("p.svg")));
             assert_eq!(outputs.compare, Some(PathBuf::from("old.json")));
         }
+        let cli = Cli::try_parse_from(["ringlog-bench", "--hgrm", "h", "--plot", "p.svg"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.outputs.hgrm, Some(PathBuf::from("h")));
+        assert_eq!(cli.run.outputs.plot, Some(PathBuf::from("p.svg")));
         let cli = Cli::try_parse_from(["ringlog-bench", "compare", "a.json", "b.json"]).unwrap();
         let Some(Command::Compare(args)) = cli.command else {
             panic!("expected the compare subcommand");

@@ -115,6 +115,7 @@ fn run_default(args: &RunArgs) -> anyhow::Result<()> {
         println!("planned duration: {} s", planned.as_secs());
         return Ok(());
     }
+    outputs::check_before_measuring(&args.outputs)?;
     let ringlog_bin = match &args.target {
         Some(_) => None,
         None => Some(server_process::locate_binary(args.ringlog_bin.as_deref())?),
@@ -124,7 +125,8 @@ fn run_default(args: &RunArgs) -> anyhow::Result<()> {
     let progress = Progress::start(scenario_runs::planned_duration(&options));
     let report = measure_default(&options, &progress);
     progress.finish();
-    finish(report?, data_dir, args.json.as_deref())
+    let json = args.json.as_deref();
+    finish_with_outputs(report?, data_dir, json, &args.outputs, "(every ack mode)")
 }
 
 fn measure_default(options: &ScenarioOptions, progress: &Progress) -> anyhow::Result<Report> {
