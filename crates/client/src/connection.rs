@@ -6,12 +6,17 @@
 //! were sent (docs/kafka-protocol.md), which is what lets a reader match each response to the
 //! oldest request still waiting for one.
 //!
+//! The reader takes what the socket has (up to [`READ_BUFFER_BYTES`]) in one receive and
+//! splits frames out of it, so that a pipelining producer's small responses cost one receive
+//! for many instead of two each (size prefix, then body).
+//!
 //! Invariants: correlation ids increase by one per request on a connection; a response is
 //! accepted only if its correlation id is the one expected next; a response frame is never
-//! larger than `response_size_bytes_max`, checked before anything is allocated for it. After
-//! any I/O or framing error the connection is unusable and the caller drops it.
+//! larger than `response_size_bytes_max`, checked before anything is allocated for it;
+//! `buffered_start <= buffered_end <= READ_BUFFER_BYTES`. After any I/O or framing error the
+//! connection is unusable and the caller drops it.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -22,6 +27,10 @@ use ringlog_kafka::frame::SIZE_PREFIX_SIZE_BYTES;
 use ringlog_kafka::ApiKey;
 
 use crate::error::{Error, Result};
+
+/// Bytes one receive of a [`FrameReader`] asks for at most. A frame larger than this is read
+/// past the buffer, straight into its own allocation.
+pub(crate) const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What a connection is opened with.
 #[derive(Clone, Debug)]
@@ -97,6 +106,9 @@ fn split(
         stream: read_stream,
         request_timeout: settings.request_timeout,
         response_size_bytes_max: settings.response_size_bytes_max,
+        buffer: vec![0; READ_BUFFER_BYTES],
+        buffered_start: 0,
+        buffered_end: 0,
     };
     Ok((writer, reader))
 }
@@ -179,13 +191,19 @@ pub(crate) struct FrameReader {
     stream: TcpStream,
     request_timeout: Duration,
     response_size_bytes_max: usize,
+    /// Received bytes; those in `buffered_start..buffered_end` are not yet taken.
+    buffer: Vec<u8>,
+    buffered_start: usize,
+    buffered_end: usize,
 }
 
 impl FrameReader {
     /// Reads one response frame (without its size prefix).
     pub fn read_frame(&mut self) -> Result<Bytes> {
+        self.fill_to(SIZE_PREFIX_SIZE_BYTES)?;
         let mut prefix = [0u8; SIZE_PREFIX_SIZE_BYTES];
-        self.read_exact(&mut prefix)?;
+        let prefix_end = self.buffered_start + SIZE_PREFIX_SIZE_BYTES;
+        prefix.copy_from_slice(&self.buffer[self.buffered_start..prefix_end]);
         let size_bytes = frame_size_bytes(prefix);
         let size_bytes_ok = usize::try_from(size_bytes)
             .ok()
@@ -197,9 +215,53 @@ impl FrameReader {
                 limit_bytes: self.response_size_bytes_max,
             });
         };
+        self.buffered_start = prefix_end;
+        if size_bytes <= READ_BUFFER_BYTES {
+            self.fill_to(size_bytes)?;
+            let frame_end = self.buffered_start + size_bytes;
+            let frame = Bytes::copy_from_slice(&self.buffer[self.buffered_start..frame_end]);
+            self.buffered_start = frame_end;
+            return Ok(frame);
+        }
+        // A large frame (a fetch): what is buffered, then the rest read straight into it.
+        let buffered = &self.buffer[self.buffered_start..self.buffered_end];
         let mut frame = BytesMut::zeroed(size_bytes);
-        self.read_exact(&mut frame)?;
+        frame[..buffered.len()].copy_from_slice(buffered);
+        let buffered_size_bytes = buffered.len();
+        self.buffered_start = 0;
+        self.buffered_end = 0;
+        self.read_exact(&mut frame[buffered_size_bytes..])?;
         Ok(frame.freeze())
+    }
+
+    /// Receives until at least `size_bytes` (at most [`READ_BUFFER_BYTES`]) are buffered,
+    /// each receive taking whatever the socket has that fits.
+    fn fill_to(&mut self, size_bytes: usize) -> Result<()> {
+        assert!(size_bytes <= READ_BUFFER_BYTES, "size_bytes={size_bytes}");
+        if self.buffered_end - self.buffered_start >= size_bytes {
+            return Ok(());
+        }
+        if self.buffered_start + size_bytes > READ_BUFFER_BYTES {
+            // Move the partial frame to the front to make room for the rest of it.
+            self.buffer
+                .copy_within(self.buffered_start..self.buffered_end, 0);
+            self.buffered_end -= self.buffered_start;
+            self.buffered_start = 0;
+        }
+        while self.buffered_end - self.buffered_start < size_bytes {
+            let received = match self.stream.read(&mut self.buffer[self.buffered_end..]) {
+                Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+                Ok(received) => Ok(received),
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => Err(error),
+            };
+            self.buffered_end += received.map_err(|source| Error::Io {
+                operation: "read from",
+                address: self.address.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads the response to request `correlation_id` of type `R` at `version`.
@@ -290,5 +352,65 @@ impl Connection {
     pub fn call<R: Request>(&mut self, body: &R, version: i16) -> Result<R::Response> {
         let correlation_id = self.writer.send(body, version)?;
         self.reader.receive::<R>(correlation_id, version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn settings() -> ConnectionSettings {
+        ConnectionSettings {
+            client_id: "test".into(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            response_size_bytes_max: 1024 * 1024,
+        }
+    }
+
+    #[allow(clippy::big_endian_bytes)] // Kafka's frame prefix is big-endian on the wire.
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut frame = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    // Frames that arrive together (small ones taken from one receive, one larger than the
+    // read buffer, one split across writes, one after the large one) come out whole and in
+    // order, and the end of the stream is an error.
+    #[test]
+    fn frames_are_split_out_of_buffered_receives() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let large: Vec<u8> = (0..READ_BUFFER_BYTES * 3 + 7)
+            .map(|index| u8::try_from(index % 251).unwrap())
+            .collect();
+        let bodies: Vec<Vec<u8>> = vec![
+            b"first".to_vec(),
+            b"second".to_vec(),
+            vec![7; READ_BUFFER_BYTES - 100],
+            large,
+            b"after".to_vec(),
+            vec![9; READ_BUFFER_BYTES],
+        ];
+        let sent = bodies.clone();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let bytes: Vec<u8> = sent.iter().flat_map(|body| framed(body)).collect();
+            // Two writes that cut a frame in the middle of its size prefix.
+            let cut = 4 + 5 + 2;
+            stream.write_all(&bytes[..cut]).unwrap();
+            stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            stream.write_all(&bytes[cut..]).unwrap();
+        });
+        let (_writer, mut reader) = open(&address, &settings()).unwrap();
+        for body in &bodies {
+            assert_eq!(reader.read_frame().unwrap().as_ref(), body.as_slice());
+        }
+        server.join().unwrap();
+        assert!(matches!(reader.read_frame(), Err(Error::Io { .. })));
     }
 }
