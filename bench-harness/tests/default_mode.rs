@@ -12,6 +12,8 @@
 //!   flight). The open loop's p99.9 and max show the stall, since every record that fell due
 //!   while the sender was blocked counts from its due time; the closed loop's max shows it
 //!   too, but its p99.9 does not: it recorded a single slow request.
+//! - `--target`: the same scenarios against a cluster the test started itself; the bench
+//!   finds the leader with ringlog's status request and records every node's status.
 //!
 //! Cargo gives a test the path of its own package's binaries only; the node binary is built
 //! beside `ringlog-bench` with the same profile when missing or stale (as in cli.rs), and for
@@ -350,4 +352,169 @@ fn open_loop_shows_a_stalled_leader_that_a_closed_loop_hides() {
         closed_p999 < 50_000,
         "closed-loop p99.9 {closed_p999} µs: {closed}"
     );
+}
+
+/// A static 3-node cluster started by the test itself (not by the bench), for `--target`:
+/// nodes on 127.0.0.1-3 with fixed configuration files, killed (by PID) when dropped.
+struct ExternalCluster {
+    nodes: Vec<std::process::Child>,
+    client_addresses: Vec<String>,
+}
+
+impl ExternalCluster {
+    fn start(ringlog: &Path, dir: &Path) -> ExternalCluster {
+        let ports: Vec<Vec<u16>> = (1..=3u8)
+            .map(|id| {
+                let listeners: Vec<std::net::TcpListener> = (0..3)
+                    .map(|_| {
+                        std::net::TcpListener::bind((format!("127.0.0.{id}"), 0)).expect("a port")
+                    })
+                    .collect();
+                listeners
+                    .iter()
+                    .map(|listener| listener.local_addr().expect("bound").port())
+                    .collect()
+            })
+            .collect();
+        let members: Vec<String> = (1..=3usize)
+            .map(|id| {
+                format!(
+                    "  {{ id = {id}, client = \"127.0.0.{id}:{}\", replication = \"127.0.0.{id}:{}\" }},",
+                    ports[id - 1][0],
+                    ports[id - 1][2]
+                )
+            })
+            .collect();
+        let mut cluster = ExternalCluster {
+            nodes: Vec::new(),
+            client_addresses: Vec::new(),
+        };
+        for id in 1..=3usize {
+            let node_dir = dir.join(format!("n{id}"));
+            fs::create_dir_all(&node_dir).expect("node directory");
+            let config = format!(
+                "data_dir = \"{}\"\nlisten = \"127.0.0.{id}:{}\"\nhttp_listen = \"127.0.0.{id}:{}\"\n\
+                 segment_size_bytes = 4194304\n\n[cluster]\nid = \"external\"\nnode_id = {id}\n\
+                 leader = 1\nnodes = [\n{}\n]\n\n[replication]\nreplica_lag_max_ms = 10000\n",
+                node_dir.join("data").display(),
+                ports[id - 1][0],
+                ports[id - 1][1],
+                members.join("\n")
+            );
+            let config_path = node_dir.join("ringlog.toml");
+            fs::write(&config_path, config).expect("config");
+            let log = fs::File::create(node_dir.join("ringlog.log")).expect("log");
+            let child = Command::new(ringlog)
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .args(["--cores", "1"])
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("ringlog serve starts");
+            cluster.nodes.push(child);
+            cluster
+                .client_addresses
+                .push(format!("127.0.0.{id}:{}", ports[id - 1][0]));
+        }
+        cluster
+    }
+}
+
+impl Drop for ExternalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
+
+// `--target` against a cluster the bench did not start: it bootstraps from a follower's
+// address (the first given), finds the leader through the status request, measures two
+// modes with their end-to-end rows, records the cluster's status documents, and deletes its
+// topics; the cluster's nodes are left running (the test stops them).
+#[test]
+fn target_mode_measures_an_existing_cluster() {
+    let ringlog = ringlog_binary(false);
+    let _cluster = one_cluster_at_a_time();
+    let scratch = tempfile::tempdir().unwrap();
+    let cluster = ExternalCluster::start(&ringlog, &scratch.path().join("cluster"));
+    // Ready when the status request answers on every node (polled with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for address in &cluster.client_addresses {
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "{address} did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let targets = format!(
+        "{},{}",
+        cluster.client_addresses[1], cluster.client_addresses[0]
+    );
+    let json_path = scratch.path().join("target.json");
+    let data_dir = scratch.path().join("data");
+    let (output, _) = run_bench(&[
+        "--target",
+        &targets,
+        "--ack-modes",
+        "acks=1,quorum",
+        "--duration-secs",
+        "1",
+        "--warmup-secs",
+        "1",
+        "--dir",
+        data_dir.to_str().unwrap(),
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}:\n{stderr}",
+        output.status
+    );
+    assert!(!data_dir.exists());
+    assert!(
+        stdout.contains("cluster      remote, bootstrap 127.0.0.2:"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.trim_start().starts_with("e2e "))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    let remote = &report["cluster"];
+    assert_eq!(remote["kind"], "remote", "{remote}");
+    assert_eq!(remote["leader"], 1, "{remote}");
+    assert_eq!(
+        remote["leader_address"],
+        cluster.client_addresses[0].as_str()
+    );
+    assert_eq!(
+        remote["consumer_address"],
+        cluster.client_addresses[1].as_str()
+    );
+    assert_eq!(remote["cluster_id"], "external");
+    assert_eq!(
+        remote["status"].as_array().map(Vec::len),
+        Some(3),
+        "{remote}"
+    );
+    let modes: Vec<&str> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["ack_mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["acks=1", "acks=1", "quorum", "quorum"]);
+    assert_eq!(report["runs"][0]["write_path"], "remote");
+    assert_eq!(remote["status"][0]["node_id"], 1, "{remote}");
+    drop(cluster);
 }
