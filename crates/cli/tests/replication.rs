@@ -939,8 +939,10 @@ fn follower_reads_stay_below_the_high_watermark() -> anyhow::Result<()> {
 // followers that wait 5 s at most, read-your-writes on a follower works only because of that.
 #[test]
 fn followers_learn_a_new_high_watermark_without_waiting_out_their_fetch() -> anyhow::Result<()> {
-    let replication = format!("{REPLICATION}fetch_wait_ms = 20000\n");
-    let cluster = Cluster::start(3, &replication)?;
+    // replica_lag_max_ms must exceed fetch_wait_ms (the node refuses it otherwise).
+    let replication = "ack_mode = \"sync\"\nmin_insync_replicas = 2\n\
+                       replica_lag_max_ms = 30000\nfetch_wait_ms = 20000\n";
+    let cluster = Cluster::start(3, replication)?;
     cluster.create_topic("hw", 1, 3, &["ack_mode=sync", "min_insync_replicas=2"])?;
     cluster.wait_isr("hw-0", 3)?;
     let mut leader = cluster.leader().kafka()?;

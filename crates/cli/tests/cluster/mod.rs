@@ -121,6 +121,9 @@ impl Metrics {
     }
 }
 
+/// Starts of a cluster tried on fresh ports when one was taken meanwhile.
+const PORT_ATTEMPTS: u32 = 3;
+
 /// A static cluster of `ringlog serve` processes; node 1 leads.
 pub struct Cluster {
     pub dir: TempDir,
@@ -177,16 +180,34 @@ impl Cluster {
         Ok(Cluster { dir, nodes })
     }
 
-    /// Configures `count` nodes and starts every one.
+    /// Configures `count` nodes and starts every one. The free ports are found by binding
+    /// port 0 and letting go, so a process running meanwhile (a parallel test) can take one
+    /// first: a start that fails with EADDRINUSE is tried again on new ports, a few times.
     pub fn start(count: u32, replication: &str) -> anyhow::Result<Cluster> {
-        let mut cluster = Cluster::configure(count, replication)?;
+        let mut attempt = 1;
+        loop {
+            let mut cluster = Cluster::configure(count, replication)?;
+            match cluster.start_all(count) {
+                Ok(()) => return Ok(cluster),
+                Err(error)
+                    if attempt < PORT_ATTEMPTS
+                        && format!("{error:#}").contains("Address already in use") =>
+                {
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn start_all(&mut self, count: u32) -> anyhow::Result<()> {
         for id in 1..=count {
-            cluster.spawn(id)?;
+            self.spawn(id)?;
         }
         for id in 1..=count {
-            cluster.wait_healthy(id)?;
+            self.wait_healthy(id)?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// Node `id` (1-based).
