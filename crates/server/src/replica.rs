@@ -174,12 +174,20 @@ pub(crate) struct ReplicationIo {
     pub hw_moved: bool,
     control: ControlLink,
     correlation: u64,
+    /// The HW last sent to each follower connection (one connection per partition): what
+    /// that follower knows. A fetch is answered early when the HW passes it.
+    hw_sent: HashMap<(usize, u32), Offset>,
 }
 
 impl ReplicationIo {
     /// The outcome of ack `id`, once decided.
     pub fn outcome(&self, id: u64) -> Option<AckOutcome> {
         self.outcomes.get(&id).copied()
+    }
+
+    /// Forgets what was sent on a follower's connection (it closed).
+    pub fn forget_connection(&mut self, target: ConnRef) {
+        self.hw_sent.remove(&(target.index, target.generation));
     }
 
     /// Forgets ack `id` (its produce was answered).
@@ -547,7 +555,14 @@ impl Shard {
             Some(connection) => connection.reserve(),
             None => return,
         };
-        let high_watermark = self.leader_high_watermark(fetch.topic, fetch.partition);
+        // What the follower knows: the HW of the last answer on this connection (the HW
+        // may have moved again while that answer travelled).
+        let high_watermark = self
+            .replication
+            .hw_sent
+            .get(&(target.index, target.generation))
+            .copied()
+            .unwrap_or(Offset(0));
         let parked = ParkedReplicaFetch {
             high_watermark,
             target,
@@ -571,20 +586,6 @@ impl Shard {
             Some((_, false, _)) | None => {
                 self.answer_replica_error(&parked, FrameError::UnknownTopicOrPartition);
             }
-        }
-    }
-
-    /// The HW of a partition this node leads (0 if it does not).
-    fn leader_high_watermark(&self, topic: &str, partition: u32) -> Offset {
-        let Some(state) = self
-            .partitions
-            .get(topic, i32::try_from(partition).unwrap_or(-1))
-        else {
-            return Offset(0);
-        };
-        match &state.replica {
-            Replica::Leader(leader) => leader.high_watermark(),
-            _ => Offset(0),
         }
     }
 
@@ -683,6 +684,10 @@ impl Shard {
             log_end: ends.log_end,
         };
         let head = frame::encode_fetch_response(fetch.correlation, &header, records_len);
+        self.replication.hw_sent.insert(
+            (fetch.target.index, fetch.target.generation),
+            high_watermark,
+        );
         let mut all = Vec::with_capacity(parts.len() + 1);
         all.push(Bytes::from(head));
         all.extend(parts);

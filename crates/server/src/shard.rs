@@ -676,6 +676,9 @@ impl Shard {
         if let (true, ConnKind::ReplicaOut(link)) = (first_close, &kind) {
             self.on_link_closed(link);
         }
+        if let (true, ConnKind::ReplicaIn { .. }) = (first_close, &kind) {
+            self.replication.forget_connection(target);
+        }
         let Some(connection) = self.connection_mut(target) else {
             return;
         };
