@@ -25,8 +25,8 @@ use crate::index::SegmentIndex;
 use crate::partition::Partition;
 use crate::recovery::{scan_segment, BatchLocation, ScanInput, ScanVerdict};
 use crate::segment::{
-    has_previous_life, open_segment_file, parse_segment_file_name, segment_file_name,
-    ActiveSegment, SealedSegment, Spare, SPARE_PREFIX,
+    drop_cached_pages, has_previous_life, open_segment_file, parse_segment_file_name,
+    segment_file_name, ActiveSegment, SealedSegment, Spare, SPARE_PREFIX,
 };
 use crate::tail::Tail;
 use crate::wal::{PartitionHandle, Wal};
@@ -374,7 +374,14 @@ impl Wal {
                 .expect("chunk fits usize"),
             is_last,
         };
-        Ok(scan_segment(&input))
+        let verdict = scan_segment(&input);
+        // The mapping read the whole file into the page cache; on the direct path those
+        // pages would turn every later write of this segment into an io-wq detour.
+        drop(image);
+        if self.config.write_path == WritePath::Direct {
+            drop_cached_pages(&file, 0, 0);
+        }
+        Ok(verdict)
     }
 
     /// Overwrites `[start, end)` of a segment with zeros and makes that durable. Only ever

@@ -64,10 +64,43 @@ pub struct Spare {
 /// True if the first block of the file at `path` holds anything but zeros: a segment that
 /// had a previous life (its old header is there).
 pub fn has_previous_life(path: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     let mut block = [0u8; 512];
-    let read = File::open(path)?.read_at(&mut block, 0)?;
+    let file = File::open(path)?;
+    // No readahead: it would cache pages past this block, and asynchronously, where
+    // `drop_cached_pages` cannot be sure to find them.
+    // SAFETY: a plain syscall on a descriptor that `file` keeps open; no memory is passed.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    let read = file.read_at(&mut block, 0)?;
+    // The file may be written next: the page this read cached must not stay in the way (see
+    // `drop_cached_pages`). The kernel drops only whole pages of the range: ask for the file.
+    drop_cached_pages(&file, 0, 0);
     Ok(block[..read].iter().any(|byte| *byte != 0))
+}
+
+/// Evicts the clean cached pages of `[start, start + length)` (`length` 0: to the end of the
+/// file) from the page cache. A direct-path segment must have none where it is written next:
+/// io_uring submits an O_DIRECT write with IOCB_NOWAIT, and a range with cached pages makes
+/// the kernel refuse that (invalidating them may block), so every such write is handed to an
+/// io-wq worker thread instead of going straight to the device: a thread wake-up and two
+/// context switches more per commit. Recovery's read-only mapping (the whole file) and
+/// `has_previous_life`'s read are what fill the cache. Best effort: a failure only costs
+/// that detour. Pages still mapped stay; dirty ones are only queued for writeback (neither
+/// happens at these call sites: a segment is read before it is written, or after its sync).
+pub fn drop_cached_pages(file: &File, start: u64, length: usize) {
+    use std::os::fd::AsRawFd;
+    let start = libc::off_t::try_from(start).unwrap_or(libc::off_t::MAX);
+    let length = libc::off_t::try_from(length).unwrap_or(libc::off_t::MAX);
+    // SAFETY: a plain syscall on a descriptor that `file` keeps open; no memory is passed.
+    let result =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), start, length, libc::POSIX_FADV_DONTNEED) };
+    if result != 0 {
+        tracing::debug!(
+            errno = result,
+            "posix_fadvise(DONTNEED) on a segment failed"
+        );
+    }
 }
 
 /// A segment that is no longer written to.

@@ -683,3 +683,48 @@ fn close_partition_then_reopen_or_remove() {
         wal.close().unwrap();
     }
 }
+
+/// On the direct path no page of the active segment stays in the page cache after the log
+/// opened it (new, and recovered with data in it): a cached page where the next commit goes
+/// makes io_uring hand that O_DIRECT write to a worker thread instead of issuing it at once.
+#[test]
+fn direct_path_leaves_no_cached_pages_in_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path(), WritePath::Direct);
+    let segment = dir.path().join("topic-0").join("00000000000000000000.log");
+    {
+        let mut wal = Wal::new(config.clone()).unwrap();
+        let partition = wal.open_partition("topic-0").unwrap();
+        assert_eq!(resident_pages(&segment), 0, "new segment");
+        for _ in 0..20 {
+            append_next(&mut wal, partition, 3);
+        }
+        wal.sync(partition).unwrap();
+    }
+    let mut wal = Wal::new(config).unwrap();
+    let partition = wal.open_partition("topic-0").unwrap();
+    assert_eq!(wal.ends(partition).unwrap().durable_end, Offset(60));
+    assert_eq!(resident_pages(&segment), 0, "recovered segment");
+}
+
+/// Pages of the file at `path` in the page cache (`mincore` over a mapping that touches
+/// none of them).
+fn resident_pages(path: &std::path::Path) -> usize {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: read-only mapping of a file no one truncates during the test; its bytes are
+    // never read, only its residency queried.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let page = 4096;
+    let mut residency = vec![0u8; map.len().div_ceil(page)];
+    // SAFETY: `map` is a live mapping of `map.len()` bytes and `residency` has one byte per
+    // page of it.
+    let result = unsafe {
+        libc::mincore(
+            map.as_ptr().cast_mut().cast(),
+            map.len(),
+            residency.as_mut_ptr(),
+        )
+    };
+    assert_eq!(result, 0, "mincore: {}", std::io::Error::last_os_error());
+    residency.iter().filter(|byte| **byte & 1 == 1).count()
+}
