@@ -220,7 +220,7 @@ fn topic_id_bytes(hex: &str) -> [u8; 16] {
 
 impl Shard {
     /// True on a node of a cluster that is not its leader.
-    fn is_follower_node(&self) -> bool {
+    pub(crate) fn is_follower_node(&self) -> bool {
         self.config
             .cluster
             .as_ref()

@@ -4,8 +4,10 @@
 //! The loop: wait on the ring (at most [`LOOP_WAKE_MAX`], so the stop flag and the
 //! housekeeper's reports are seen; another shard's `MSG_RING` wake-up ends the wait) -> let
 //! the log reap its completions -> handle socket completions (accepts, receives, sends) ->
-//! handle the work and answers other shards queued (`crate::forward`) -> answer the Produce
-//! requests whose batches became durable and the long-polling Fetches that have enough data
+//! handle the work and answers other shards queued (`crate::forward`) -> on a follower node,
+//! start the commit of what the leader sent -> answer the Produce requests whose batches
+//! became durable (before replication's sends) -> replication -> answer the Produce requests
+//! its timers released, and the long-polling Fetches that have enough data
 //! or reached their deadline -> start the next commit cycle -> queue this turn's messages for
 //! other shards and wake them. Socket ops and wake-ups use tags at or above
 //! `EXTERNAL_TAG_MIN`.
@@ -211,7 +213,17 @@ impl Shard {
         self.drain_inbound();
         self.retry_parked(Instant::now());
         let moved = self.on_durable();
+        if self.is_follower_node() {
+            // A follower starts the commit of what the leader sent before it queues the next
+            // fetch and any other send: SQEs run in queue order, and the commit is what the
+            // leader's acks wait for, a send on loopback costs 5-15 us of this thread's time.
+            self.wal.poll()?;
+        }
+        // Acks first: the sends replication queues (a leader's answers to parked follower
+        // fetches, which carry the HW that just moved) would otherwise go out before them.
+        self.answer_produces();
         self.drive_replication(Instant::now());
+        // What replication's timers decided (a semi-sync timeout, an ISR change).
         self.answer_produces();
         let moved = moved || std::mem::take(&mut self.replication.hw_moved);
         self.answer_fetches(moved, Instant::now());
