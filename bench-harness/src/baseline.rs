@@ -72,6 +72,18 @@ pub struct Baselines {
     /// Round trips behind each `loopback_rtt_*` summary (the smaller of the two counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loopback_rtt_sample_count: Option<u64>,
+    /// Latency of one 4 KiB pwrite + fdatasync at queue depth 1 while
+    /// `fdatasync_4k_concurrent_writer_count` writers do the same at once, each into its own
+    /// file, µs: what each node of a local cluster gets from the one device they share.
+    /// Measured by the subcommands that start a local cluster; context, not a ratio's base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdatasync_4k_concurrent_us: Option<LatencySummary>,
+    /// Writers behind `fdatasync_4k_concurrent_us`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdatasync_4k_concurrent_writer_count: Option<u64>,
+    /// Samples behind `fdatasync_4k_concurrent_us`, all writers together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdatasync_4k_concurrent_sample_count: Option<u64>,
 }
 
 /// How much each baseline measures.
@@ -154,6 +166,76 @@ pub fn measure_baselines(
         write_fdatasync_1m_total_bytes: write_1m.total_bytes,
         ..Baselines::default()
     })
+}
+
+/// Measures the 4 KiB write+fdatasync loop of `measure_baselines` in `writer_count` threads
+/// at once, each on its own pre-filled file, in a `baseline-concurrent/` directory under
+/// `data_dir` (removed afterwards), and stores the merged latencies in `baselines`. Each
+/// writer takes `plan`'s sample count divided by `writer_count`, so the whole costs about as
+/// long as the single-writer loop.
+pub fn measure_concurrent_sync_4k(
+    data_dir: &Path,
+    plan: BaselinePlan,
+    writer_count: u64,
+    baselines: &mut Baselines,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    assert!(writer_count >= 1, "writer_count={writer_count}");
+    let dir = data_dir.join("baseline-concurrent");
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut targets = Vec::new();
+    for writer in 0..writer_count {
+        let path = dir.join(format!("fdatasync-4k-{writer}"));
+        targets.push(PrefilledFile::create(
+            &path,
+            SYNC_FILE_SIZE_BYTES,
+            progress,
+        )?);
+    }
+    let schedule = WriteSchedule {
+        write_size_bytes: SYNC_WRITE_SIZE_BYTES,
+        write_count: plan.sync_4k_warmup_count + plan.sync_4k_sample_count / writer_count,
+        warmup_count: plan.sync_4k_warmup_count,
+        measured_time_max: plan.measured_time_max,
+    };
+    let measurements: Vec<io::Result<Measurement>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|target| scope.spawn(move || write_and_sync(target, schedule)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a baseline writer panicked"))
+            .collect()
+    });
+    let mut histogram = new_histogram();
+    for measurement in measurements {
+        let measurement = measurement.with_context(|| {
+            format!(
+                "concurrent 4 KiB write+fdatasync baseline in {}",
+                dir.display()
+            )
+        })?;
+        histogram
+            .add(&measurement.histogram)
+            .context("merging the writers' histograms")?;
+    }
+    for target in targets {
+        target.remove()?;
+    }
+    fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let summary = LatencySummary::from_histogram(&histogram);
+    progress(&format!(
+        "baseline: 4 KiB write+fdatasync QD1, {writer_count} writers at once: p50 {} µs, \
+         p99 {} µs ({} samples)",
+        summary.p50,
+        summary.p99,
+        histogram.len()
+    ));
+    baselines.fdatasync_4k_concurrent_us = Some(summary);
+    baselines.fdatasync_4k_concurrent_writer_count = Some(writer_count);
+    baselines.fdatasync_4k_concurrent_sample_count = Some(histogram.len());
+    Ok(())
 }
 
 /// What one baseline loop measured.
@@ -387,6 +469,39 @@ mod tests {
         assert!(latency.p99 <= latency.max, "{latency:?}");
         assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
         assert!(lines.iter().any(|line| line.contains("4 KiB")), "{lines:?}");
+    }
+
+    // Three writers at once share the plan's samples, write into their own files, and leave
+    // nothing behind; the merged summary holds all their samples and says how many wrote.
+    #[test]
+    fn measures_concurrent_writers_and_cleans_up() {
+        let scratch = tempfile::tempdir().unwrap();
+        let plan = BaselinePlan {
+            sync_4k_sample_count: 30,
+            sync_4k_warmup_count: 2,
+            write_1m_count: 1,
+            write_1m_warmup_count: 0,
+            measured_time_max: Duration::from_secs(60),
+        };
+        let mut baselines = Baselines::default();
+        let mut lines = Vec::new();
+        measure_concurrent_sync_4k(scratch.path(), plan, 3, &mut baselines, &mut |line| {
+            lines.push(line.to_owned())
+        })
+        .unwrap();
+        assert_eq!(baselines.fdatasync_4k_concurrent_writer_count, Some(3));
+        assert_eq!(baselines.fdatasync_4k_concurrent_sample_count, Some(30));
+        let latency = baselines.fdatasync_4k_concurrent_us.unwrap();
+        assert!(latency.p50 > 0, "{latency:?}");
+        assert!(latency.p50 <= latency.p99, "{latency:?}");
+        assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
+        assert!(
+            lines.iter().any(|line| line.contains("3 writers at once")),
+            "{lines:?}"
+        );
+        let json = serde_json::to_value(&baselines).unwrap();
+        assert_eq!(json["fdatasync_4k_concurrent_writer_count"], 3);
+        assert!(json["fdatasync_4k_concurrent_us"]["p99"].is_u64());
     }
 
     // With no time allowed, each baseline stops after its first measured write: the cap

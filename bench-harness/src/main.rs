@@ -38,7 +38,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::baseline::{measure_baselines, BaselinePlan, Baselines};
+use crate::baseline::{measure_baselines, measure_concurrent_sync_4k, BaselinePlan, Baselines};
 use crate::cli::{Cli, Command, OutputArgs, ProduceArgs, ReplicatedArgs, RunArgs, WalArgs};
 use crate::data_dir::DataDir;
 use crate::environment::Environment;
@@ -156,7 +156,17 @@ fn measure_default(options: &ScenarioOptions, progress: &Progress) -> anyhow::Re
     ));
     let environment = Environment::collect(&options.dir);
     progress.phase("baselines");
-    let baselines = measure_network_baselines(&options.dir, true, &mut |line| progress.line(line))?;
+    let mut baselines =
+        measure_network_baselines(&options.dir, true, &mut |line| progress.line(line))?;
+    if options.target.is_none() {
+        measure_concurrent_sync_4k(
+            &options.dir,
+            BaselinePlan::QUICK,
+            u64::from(scenario_runs::NODE_COUNT),
+            &mut baselines,
+            &mut |line| progress.line(line),
+        )?;
+    }
     let results = scenario_runs::run_scenarios(options, progress)?;
     let mut report = Report::new(environment, baselines, results.runs);
     report.cluster = Some(results.cluster);
@@ -242,7 +252,14 @@ fn measure_replicated(
     let mut progress = |line: &str| eprintln!("{line}");
     let environment = Environment::collect(dir);
     let options = args.to_options(dir.to_owned(), ringlog_bin);
-    let baselines = measure_network_baselines(dir, options.produce.wal.quick, &mut progress)?;
+    let mut baselines = measure_network_baselines(dir, options.produce.wal.quick, &mut progress)?;
+    measure_concurrent_sync_4k(
+        dir,
+        BaselinePlan::for_mode(options.produce.wal.quick),
+        u64::from(replicated_runs::NODE_COUNT),
+        &mut baselines,
+        &mut progress,
+    )?;
     progress_plan("replicated", &options.produce.wal, &mut progress);
     let ack_modes: Vec<&str> = options.ack_modes.iter().map(|mode| mode.as_str()).collect();
     progress(&format!(

@@ -59,7 +59,7 @@ use crate::server_process::{ClusterProcess, ClusterSpec};
 use crate::wal_runs::{record_value_bytes, records_per_batch};
 
 /// Nodes of the cluster, and replicas of every topic.
-const NODE_COUNT: u32 = 3;
+pub const NODE_COUNT: u32 = 3;
 /// `cluster.id` of the benchmark's cluster.
 const CLUSTER_ID: &str = "bench";
 /// `replication.replica_lag_max_ms`: long enough that a saturated follower stays in the ISR.

@@ -51,7 +51,7 @@ use crate::server_process::{load_generator_cpus, ClusterProcess, ClusterSpec};
 use crate::status_request::query_status;
 
 /// Nodes of the local cluster.
-const NODE_COUNT: u32 = 3;
+pub const NODE_COUNT: u32 = 3;
 /// `cluster.id` of the local cluster.
 const CLUSTER_ID: &str = "bench";
 /// `replication.replica_lag_max_ms` of the local nodes: long enough that a saturated

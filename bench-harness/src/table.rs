@@ -258,6 +258,16 @@ fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
         baselines.write_fdatasync_1m_us.p99,
         format_size(baselines.write_fdatasync_1m_total_bytes)
     ));
+    if let (Some(latency), Some(writers)) = (
+        &baselines.fdatasync_4k_concurrent_us,
+        baselines.fdatasync_4k_concurrent_writer_count,
+    ) {
+        lines.push(format!(
+            "  4 KiB write+fdatasync QD1, {writers} writers at once (one per local node, same device)  {}  ({} samples)",
+            format_percentiles(latency),
+            baselines.fdatasync_4k_concurrent_sample_count.unwrap_or_default()
+        ));
+    }
     let rtts = [
         ("64 B ", baselines.loopback_rtt_64b_us),
         ("1 KiB", baselines.loopback_rtt_1k_us),

@@ -373,6 +373,7 @@ fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
     for text in [
         "loopback TCP RTT 1 KiB",
         "floor: 4 KiB fdatasync + loopback 1 KiB RTT",
+        "4 KiB write+fdatasync QD1, 3 writers at once (one per local node, same device)",
         "of fdatasync+RTT",
         "replicated_saturated",
         "replicated_qd1 (direct, sync)  target: p50 and p99 each <= 2x",
@@ -384,6 +385,18 @@ fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
     }
 
     let report: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    let baselines = &report["baselines"];
+    assert_latency_summary(
+        &baselines["fdatasync_4k_concurrent_us"],
+        "fdatasync_4k_concurrent_us",
+    );
+    assert_eq!(baselines["fdatasync_4k_concurrent_writer_count"], 3);
+    assert!(
+        baselines["fdatasync_4k_concurrent_sample_count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let runs = report["runs"].as_array().expect("runs is an array");
     let rows: Vec<(&str, &str, i64)> = runs
         .iter()
