@@ -195,6 +195,28 @@ fn bad_crc_is_corrupt_message_and_connection_survives() -> anyhow::Result<()> {
     Ok(())
 }
 
+// A record set of two batches whose second is damaged gets CORRUPT_MESSAGE and stores
+// neither (every batch of a multi-batch record set is validated before any is appended);
+// an intact pair is stored whole.
+#[test]
+fn damaged_second_batch_stores_neither() -> anyhow::Result<()> {
+    let (_dir, server) = start("")?;
+    let mut client = server.client()?;
+    assert_eq!(client.create_topic("m", 1)?, 0);
+    let mut damaged = batch(3, "m");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    let mut records = batch(2, "first");
+    records.extend_from_slice(&damaged);
+    assert_eq!(client.produce("m", 0, records, 1)?.0, CORRUPT_MESSAGE);
+    assert_eq!(client.fetch("m", 0, 0, 0)?.1, 0);
+    let mut records = batch(2, "first");
+    records.extend_from_slice(&batch(3, "second"));
+    assert_eq!(client.produce("m", 0, records, 1)?, (0, 0));
+    assert_eq!(client.fetch("m", 0, 0, 0)?.1, 5);
+    Ok(())
+}
+
 /// Reads until the server closes `stream`; fails if it stays open.
 fn expect_closed(stream: &mut std::net::TcpStream) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(DEADLINE))?;

@@ -345,6 +345,11 @@ impl Shard {
         let records = records.filter(|records| !records.is_empty());
         let records = records.ok_or(ErrorCode::CorruptMessage)?;
         // Validate every batch before appending any, so a bad batch leaves nothing behind.
+        // A record set of one batch (what producers send) that goes to the log at once is
+        // validated by `Wal::append` alone, which refuses it before staging anything and
+        // before it can push back: its CRC32C is computed once. A parked batch is validated
+        // here, so that it fails now rather than when it is retried.
+        let blocked = self.parked.blocked(handle);
         let mut batches = VecDeque::new();
         let mut start = 0;
         while start < records.len() {
@@ -358,11 +363,14 @@ impl Shard {
             if size > batch_max {
                 return Err(ErrorCode::MessageTooLarge);
             }
-            ringlog_batch::validate(&rest[..size]).map_err(|error| ErrorCode::from(&error))?;
+            let only_batch = start == 0 && size == records.len();
+            if blocked || !only_batch {
+                ringlog_batch::validate(&rest[..size]).map_err(|error| ErrorCode::from(&error))?;
+            }
             batches.push_back(records.slice(start..start + size));
             start += size;
         }
-        if self.parked.blocked(handle) {
+        if blocked {
             // An earlier part of this partition is parked: queue behind it.
             return Ok(Appended::Parked(handle, None, batches));
         }
