@@ -6,7 +6,8 @@
 //! waits for its commit, a Fetch may long-poll), but slots leave only from the front; at most
 //! `connection_requests_max` slots exist (reading pauses at that depth); a connection is
 //! released only when neither a receive nor a send is in flight, because the ring owns their
-//! buffers until their completions.
+//! buffers until their completions; the receive buffer holds `RECV_BYTES_MIN` to
+//! `RECV_BYTES_MAX` bytes.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -15,8 +16,14 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ringlog_uring::{GatherList, OpBuf, GATHER_CHUNK_COUNT_MAX};
 
-/// Bytes one receive asks for.
-pub(crate) const RECV_BYTES: usize = 64 * 1024;
+/// Bytes the first receive of a connection asks for.
+pub(crate) const RECV_BYTES_MIN: usize = 64 * 1024;
+/// Most bytes one receive asks for. A receive that fills its buffer (the socket held more)
+/// doubles the buffer up to this, so a connection that streams Produce requests is drained
+/// in a few large receives per turn of the shard's loop instead of 64 KiB at a time, while
+/// a quiet connection keeps the small buffer. Bounds a connection's receive buffer.
+pub(crate) const RECV_BYTES_MAX: usize = 1024 * 1024;
+const _: () = assert!(RECV_BYTES_MIN <= RECV_BYTES_MAX);
 
 /// Names a connection across its slot's reuse: the slot index and the generation it had
 /// when the request was read. A reply to a connection that has gone is dropped.
@@ -79,8 +86,8 @@ impl Connection {
             fd: Arc::new(fd),
             generation,
             peer,
-            input: BytesMut::with_capacity(RECV_BYTES),
-            recv_buf: Some(vec![0; RECV_BYTES]),
+            input: BytesMut::with_capacity(RECV_BYTES_MIN),
+            recv_buf: Some(vec![0; RECV_BYTES_MIN]),
             recv_in_flight: false,
             send_in_flight: false,
             slots: VecDeque::new(),
@@ -136,6 +143,23 @@ impl Connection {
         list.filter(|list| !list.is_empty())
     }
 
+    /// Takes `received` bytes of the receive buffer `buf` into the input and keeps `buf` for
+    /// the next receive, doubled (up to [`RECV_BYTES_MAX`]) if this receive filled it.
+    pub fn take_received(&mut self, mut buf: Vec<u8>, received: usize) {
+        assert!(
+            received <= buf.len(),
+            "received={received} len={}",
+            buf.len()
+        );
+        if !self.closing {
+            self.input.extend_from_slice(&buf[..received]);
+        }
+        if received == buf.len() && buf.len() < RECV_BYTES_MAX {
+            buf.resize((buf.len() * 2).min(RECV_BYTES_MAX), 0);
+        }
+        self.recv_buf = Some(buf);
+    }
+
     /// True when the ring holds none of this connection's buffers.
     pub fn idle(&self) -> bool {
         !self.recv_in_flight && !self.send_in_flight
@@ -164,5 +188,34 @@ mod tests {
             .collect();
         assert_eq!(sent, b"onetwo");
         assert_eq!(connection.pending_count(), 0);
+    }
+
+    // A receive that fills its buffer doubles it, up to the maximum; a partial one keeps
+    // it; the bytes received reach the input either way.
+    #[test]
+    fn full_receives_grow_the_buffer_to_the_maximum() {
+        let (left, _right) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut connection = Connection::new(OwnedFd::from(left), 1, "test".into());
+        let mut expected_input = 0;
+        let mut expected_len = RECV_BYTES_MIN;
+        while expected_len < RECV_BYTES_MAX {
+            let buf = connection.recv_buf.take().expect("a buffer");
+            assert_eq!(buf.len(), expected_len);
+            let received = buf.len();
+            connection.take_received(buf, received);
+            expected_input += received;
+            expected_len = (expected_len * 2).min(RECV_BYTES_MAX);
+        }
+        let buf = connection.recv_buf.take().expect("a buffer");
+        assert_eq!(buf.len(), RECV_BYTES_MAX);
+        connection.take_received(buf, RECV_BYTES_MAX);
+        let buf = connection.recv_buf.take().expect("a buffer");
+        assert_eq!(buf.len(), RECV_BYTES_MAX, "never beyond the maximum");
+        connection.take_received(buf, 10);
+        assert_eq!(
+            connection.recv_buf.as_ref().map(Vec::len),
+            Some(RECV_BYTES_MAX)
+        );
+        assert_eq!(connection.input.len(), expected_input + RECV_BYTES_MAX + 10);
     }
 }

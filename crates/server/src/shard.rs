@@ -456,10 +456,7 @@ impl Shard {
                 Ok(received) => usize::try_from(received).unwrap_or(0).min(buf.len()),
                 Err(_) => 0,
             };
-            if !connection.closing {
-                connection.input.extend_from_slice(&buf[..received]);
-            }
-            connection.recv_buf = Some(buf);
+            connection.take_received(buf, received);
             if received == 0 {
                 connection.closing = true;
             }
