@@ -423,11 +423,10 @@ pub(crate) fn send_saturated(
         };
         for index in 0..records {
             let receipt = producer.send(topic, 0, &record)?;
-            let now = Instant::now();
             if index == 0 {
                 // This send dispatched the previous batch (see the module documentation).
                 if let Some(sent) = filling.replace(receipt) {
-                    in_flight.push_back((sent, now));
+                    in_flight.push_back((sent, Instant::now()));
                 }
             }
             collect_answers(&mut in_flight, window, &mut counts)?;

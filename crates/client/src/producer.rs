@@ -19,7 +19,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -213,6 +213,9 @@ impl Signal {
 struct Slot {
     state: Mutex<SlotState>,
     changed: Signal,
+    /// Set (under `state`'s lock) once `state` is `Done`, so that polling a receipt takes
+    /// no lock.
+    done: AtomicBool,
 }
 
 impl Slot {
@@ -220,6 +223,7 @@ impl Slot {
         Arc::new(Slot {
             state: Mutex::new(SlotState::Open),
             changed: Signal::default(),
+            done: AtomicBool::new(false),
         })
     }
 
@@ -229,7 +233,9 @@ impl Slot {
             !matches!(*guard, SlotState::Done(_)),
             "a batch is resolved once"
         );
+        let done = matches!(state, SlotState::Done(_));
         *guard = state;
+        self.done.store(done, Ordering::Release);
         self.changed.notify_all();
     }
 }
@@ -275,7 +281,7 @@ impl Receipt {
 
     /// Whether the broker's answer (or the failure) is in, so [`Receipt::wait`] will not block.
     pub fn is_done(&self) -> bool {
-        matches!(*lock(&self.slot.state), SlotState::Done(_))
+        self.slot.done.load(Ordering::Acquire)
     }
 }
 
@@ -335,8 +341,13 @@ struct BrokerLink {
 
 #[derive(Debug)]
 struct ProducerState {
-    open: BTreeMap<(String, i32), OpenBatch>,
+    /// Open batches by topic, then partition: found by `&str` without allocating a key.
+    /// A topic's entry stays when its batches leave, so the next batch allocates no name.
+    open: BTreeMap<String, BTreeMap<i32, OpenBatch>>,
     links: BTreeMap<i32, BrokerLink>,
+    /// The builder of the last batch sent, emptied and kept for the next one, so that a
+    /// batch's records do not grow a new allocation from nothing each time.
+    spare_builder: Option<BatchBuilder>,
 }
 
 #[derive(Debug)]
@@ -374,6 +385,7 @@ impl Producer {
             state: Mutex::new(ProducerState {
                 open: BTreeMap::new(),
                 links: BTreeMap::new(),
+                spare_builder: None,
             }),
         });
         spawn_linger_thread(Arc::downgrade(&shared), linger);
@@ -391,21 +403,46 @@ impl Producer {
         record: &ProducerRecord<'_>,
     ) -> Result<Receipt> {
         let shared = &self.shared;
-        shared.metadata.leader(topic, partition)?;
         let mut state = lock(&shared.state);
-        let key = (topic.to_owned(), partition);
-        let full = state.open.get(&key).is_some_and(|batch| {
+        let open = state
+            .open
+            .get(topic)
+            .and_then(|batches| batches.get(&partition));
+        let full = open.is_some_and(|batch| {
             batch.builder.record_count() > 0
                 && batch.builder.size_bytes() + record.size_bytes_max()
                     > shared.options.batch_size_bytes
         });
+        let has_batch = open.is_some() && !full;
         if full {
-            shared.dispatch(&mut state, &key)?;
+            shared.dispatch(&mut state, topic, partition)?;
         }
-        let batch = state.open.entry(key.clone()).or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(record.timestamp_ms),
-            slot: Slot::new(),
-            opened_at: Instant::now(),
+        if !has_batch {
+            // The metadata never changes under a producer: an open batch already passed this.
+            shared.metadata.leader(topic, partition)?;
+        }
+        let spare_builder = if has_batch {
+            None
+        } else {
+            state.spare_builder.take()
+        };
+        let batches = match state.open.get_mut(topic) {
+            Some(batches) => batches,
+            None => state.open.entry(topic.to_owned()).or_default(),
+        };
+        let batch = batches.entry(partition).or_insert_with(|| {
+            let builder = match spare_builder {
+                Some(mut builder) => {
+                    builder.reset(record.timestamp_ms);
+                    builder
+                }
+                None => BatchBuilder::new(record.timestamp_ms),
+            };
+            OpenBatch {
+                builder,
+                slot: Slot::new(),
+                opened_at: Instant::now(),
+            }
         });
         batch.builder.push(
             record.timestamp_ms,
@@ -420,7 +457,7 @@ impl Producer {
             producer: Arc::downgrade(shared),
         };
         if batch.builder.size_bytes() >= shared.options.batch_size_bytes {
-            shared.dispatch(&mut state, &key)?;
+            shared.dispatch(&mut state, topic, partition)?;
         }
         Ok(receipt)
     }
@@ -497,25 +534,32 @@ impl Shared {
         let keys: Vec<(String, i32)> = state
             .open
             .iter()
-            .filter(|(_, batch)| pick(batch))
-            .map(|(key, _)| key.clone())
+            .flat_map(|(topic, batches)| {
+                batches
+                    .iter()
+                    .filter(|(_, batch)| pick(batch))
+                    .map(|(partition, _)| (topic.clone(), *partition))
+            })
             .collect();
         let mut first_error = None;
-        for key in keys {
-            if let Err(error) = self.dispatch(&mut state, &key) {
+        for (topic, partition) in keys {
+            if let Err(error) = self.dispatch(&mut state, &topic, partition) {
                 first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Takes the open batch of `key` and sends it as one Produce request. On failure the
-    /// batch's receipts carry the error too.
-    fn dispatch(&self, state: &mut ProducerState, key: &(String, i32)) -> Result<()> {
-        let Some(batch) = state.open.remove(key) else {
+    /// Takes the open batch of `topic[partition]` and sends it as one Produce request. On
+    /// failure the batch's receipts carry the error too.
+    fn dispatch(&self, state: &mut ProducerState, topic: &str, partition: i32) -> Result<()> {
+        let batch = state
+            .open
+            .get_mut(topic)
+            .and_then(|batches| batches.remove(&partition));
+        let Some(batch) = batch else {
             return Ok(());
         };
-        let (topic, partition) = (key.0.as_str(), key.1);
         let result = self.dispatch_batch(state, topic, partition, &batch);
         if let Err(error) = &result {
             let failure = match error {
@@ -532,9 +576,11 @@ impl Shared {
             let mut slot = lock(&batch.slot.state);
             if !matches!(*slot, SlotState::Done(_)) {
                 *slot = SlotState::Done(Err(failure));
+                batch.slot.done.store(true, Ordering::Release);
                 batch.slot.changed.notify_all();
             }
         }
+        state.spare_builder = Some(batch.builder);
         result
     }
 
