@@ -9,8 +9,9 @@
 //! JSON layout (keys are stable; consumers may rely on them):
 //! `{"environment": {..}, "baselines": {"fdatasync_4k_qd1_us": {p50..max},
 //! "write_fdatasync_1m_mb_per_s": N, "loopback_rtt_64b_us"?: {p50..max},
-//! "loopback_rtt_1k_us"?: {p50..max}, "fdatasync_4k_concurrent_us"?: {p50..max}, ..}, "runs": [{"scenario", "write_path", "ack_mode",
-//! "payload_bytes", "concurrency", "records_per_s", "mb_per_s", "latency_us": {p50..max},
+//! "loopback_rtt_1k_us"?: {p50..max}, "fdatasync_4k_concurrent_us"?: {p50..max}, ..},
+//! "runs": [{"scenario", "write_path", "ack_mode", "payload_bytes", "concurrency",
+//! "records_per_s", "mb_per_s", "latency_us": {p50..max},
 //! "vs_baseline": {..}, "target"?: {"kind", "limit", "description", "actual", "met"},
 //! "extra"?: {..}}]}`
 //!

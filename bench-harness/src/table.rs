@@ -263,9 +263,12 @@ fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
         baselines.fdatasync_4k_concurrent_writer_count,
     ) {
         lines.push(format!(
-            "  4 KiB write+fdatasync QD1, {writers} writers at once (one per local node, same device)  {}  ({} samples)",
+            "  4 KiB write+fdatasync QD1, {writers} writers at once (one per local node, \
+             same device)  {}  ({} samples)",
             format_percentiles(latency),
-            baselines.fdatasync_4k_concurrent_sample_count.unwrap_or_default()
+            baselines
+                .fdatasync_4k_concurrent_sample_count
+                .unwrap_or_default()
         ));
     }
     let rtts = [
