@@ -3,7 +3,8 @@
 //!
 //! The follower keeps one fetch in flight, a long poll. When it has appended a response it
 //! fetches again; when its durable end advances while a fetch is parked, it sends a durable
-//! report so the leader's HW does not wait for the next fetch.
+//! report so the leader's HW does not wait for the next fetch. The leader tells it of a HW
+//! that moved meanwhile with a notice that leaves the fetch parked.
 //!
 //! Invariants (checked by [`Follower::check_invariants`] after every mutating call in debug
 //! builds):
@@ -112,6 +113,22 @@ impl Follower {
             "fetch response without a fetch in flight"
         );
         self.fetch_in_flight = false;
+        self.learn_leader(leader_hw, leader_log_start, leader_epoch);
+    }
+
+    /// The leader's HW notice: its HW moved while this follower's fetch was parked with
+    /// nothing to send. Remembered as from a response; the fetch stays in flight, so the
+    /// leader can answer it with the next batch at once.
+    pub fn on_high_watermark(
+        &mut self,
+        leader_hw: Offset,
+        leader_log_start: Offset,
+        leader_epoch: Epoch,
+    ) {
+        self.learn_leader(leader_hw, leader_log_start, leader_epoch);
+    }
+
+    fn learn_leader(&mut self, leader_hw: Offset, leader_log_start: Offset, leader_epoch: Epoch) {
         self.leader_high_watermark = leader_hw;
         self.leader_log_start = leader_log_start;
         self.leader_epoch = Some(leader_epoch);
@@ -346,6 +363,36 @@ mod tests {
         let args = follower.next_fetch().expect("nothing in flight");
         assert_eq!(args.durable_end, Offset(10));
         assert_eq!(follower.report_due(), None);
+    }
+
+    // A HW notice moves the follower's HW (bounded by its durable end) and leaves the fetch
+    // in flight: no second fetch until the parked one is answered.
+    #[test]
+    fn high_watermark_notice_keeps_the_fetch_parked() {
+        let mut follower = Follower::new(Offset(0), Offset(0), None);
+        follower.next_fetch().expect("nothing in flight");
+        follower.on_response(Offset(0), Offset(0), Epoch(1));
+        follower.on_appended(Offset(10), Epoch(1));
+        follower
+            .next_fetch()
+            .expect("the response ended the first fetch");
+        follower.on_durable(Offset(10));
+        follower.on_high_watermark(Offset(12), Offset(2), Epoch(3));
+        assert_eq!(
+            follower.high_watermark(),
+            Offset(10),
+            "its durable end bounds it"
+        );
+        assert_eq!(follower.leader_high_watermark(), Offset(12));
+        assert_eq!(follower.leader_log_start(), Offset(2));
+        assert_eq!(follower.leader_epoch(), Some(Epoch(3)));
+        assert_eq!(
+            follower.next_fetch(),
+            None,
+            "the parked fetch is still in flight"
+        );
+        follower.on_response(Offset(12), Offset(2), Epoch(3));
+        assert!(follower.next_fetch().is_some());
     }
 
     // A response without a fetch in flight is a bug in the caller.

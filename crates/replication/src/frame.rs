@@ -1,4 +1,4 @@
-//! The internal replication protocol, version 1: the frames replicas exchange on their own
+//! The internal replication protocol, version 2: the frames replicas exchange on their own
 //! port (`docs/replication.md#internal-protocol` has the byte tables).
 //!
 //! A frame is a 24-byte [`FrameHeader`] followed by `body_len` bytes. A body starts with a
@@ -34,7 +34,7 @@ const _: () = assert!(
 /// `b"RLRP"` read as a little-endian `u32`: the first four bytes of every frame.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"RLRP");
 /// The protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Size of [`FrameHeader`].
 pub const HEADER_SIZE_BYTES: usize = 24;
 /// The largest `body_len` accepted (64 MiB); a larger one is [`FrameError::TooLarge`].
@@ -47,8 +47,8 @@ pub const CLUSTER_ID_BYTES_MAX: usize = 32;
 /// ```text
 /// position  size  field
 ///        0     4  magic           b"RLRP"
-///        4     2  version         1
-///        6     2  kind            1..=8, see `Frame`
+///        4     2  version         2
+///        6     2  kind            1..=9, see `Frame`
 ///        8     4  body_len        bytes after the header
 ///       12     4  crc32c          see the module documentation
 ///       16     8  correlation_id  chosen by the requester, echoed in the answer
@@ -60,7 +60,7 @@ pub struct FrameHeader {
     pub magic: u32,
     /// [`VERSION`].
     pub version: u16,
-    /// The frame kind (1 `Hello` .. 8 `Error`).
+    /// The frame kind (1 `Hello` .. 9 `HighWatermark`).
     pub kind: u16,
     /// Bytes after the header, records of a `FetchResponse` included.
     pub body_len: u32,
@@ -171,6 +171,9 @@ pub enum Frame<'a> {
         /// A human-readable explanation.
         message: &'a str,
     },
+    /// Kind 9, leader to follower: the HW moved while the follower's fetch is parked with no
+    /// data to send. No answer; the fetch stays parked, ready for the next batch.
+    HighWatermark(HighWatermark<'a>),
 }
 
 /// A follower's fetch (kind 3).
@@ -223,6 +226,21 @@ pub struct DurableReport<'a> {
     pub durable_end: Offset,
 }
 
+/// A leader's HW notice (kind 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighWatermark<'a> {
+    /// The topic's name.
+    pub topic: &'a str,
+    /// The partition's index.
+    pub partition: u32,
+    /// The leader's epoch.
+    pub leader_epoch: Epoch,
+    /// The leader's HW.
+    pub high_watermark: Offset,
+    /// The leader's log start.
+    pub log_start: Offset,
+}
+
 /// One topic of a `TopicsResponse` (kind 7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicEntry {
@@ -249,7 +267,7 @@ pub enum FrameError {
     /// The peer speaks another version of the protocol.
     #[error("unsupported protocol version {0} (this node speaks {VERSION})")]
     UnsupportedVersion(u16),
-    /// The kind is not one of 1..=8.
+    /// The kind is not one of 1..=9.
     #[error("unknown frame kind {0}")]
     UnknownKind(u16),
     /// `body_len` is above [`FRAME_BYTES_MAX`].
@@ -433,7 +451,7 @@ fn seal(
     Ok(out)
 }
 
-/// The frame kinds of version 1.
+/// The frame kinds of version 2 (version 1 had 1..=8).
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -445,6 +463,7 @@ enum Kind {
     Topics = 6,
     TopicsResponse = 7,
     Error = 8,
+    HighWatermark = 9,
 }
 
 impl Kind {
@@ -458,6 +477,7 @@ impl Kind {
             6 => Some(Kind::Topics),
             7 => Some(Kind::TopicsResponse),
             8 => Some(Kind::Error),
+            9 => Some(Kind::HighWatermark),
             _ => None,
         }
     }
@@ -523,6 +543,18 @@ mod body {
 
     #[repr(C)]
     #[derive(Clone, Copy, Pod, Zeroable)]
+    pub(super) struct HighWatermark {
+        pub partition: u32,
+        pub topic_len: u16,
+        pub _pad: u16,
+        pub leader_epoch: u32,
+        pub _pad2: u32,
+        pub high_watermark: u64,
+        pub log_start: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Pod, Zeroable)]
     pub(super) struct TopicsResponse {
         pub count: u32,
         pub _pad: u32,
@@ -559,6 +591,7 @@ mod body {
     const _: () = assert!(size_of::<Fetch>() == 48);
     const _: () = assert!(size_of::<FetchResponse>() == 40);
     const _: () = assert!(size_of::<DurableReport>() == 24);
+    const _: () = assert!(size_of::<HighWatermark>() == 32);
     const _: () = assert!(size_of::<TopicsResponse>() == 8);
     const _: () = assert!(size_of::<TopicEntry>() == 56);
     const _: () = assert!(size_of::<Error>() == 8);
@@ -599,7 +632,8 @@ fn crc_covered(kind: Kind, body: &[u8]) -> &[u8] {
         | Kind::DurableReport
         | Kind::Topics
         | Kind::TopicsResponse
-        | Kind::Error => body,
+        | Kind::Error
+        | Kind::HighWatermark => body,
     }
 }
 
@@ -673,6 +707,7 @@ fn decode_body(kind: Kind, body: &[u8]) -> Result<Frame<'_>, FrameError> {
         Kind::Topics => Frame::Topics,
         Kind::TopicsResponse => Frame::TopicsResponse(decode_topics_response(&mut reader)?),
         Kind::Error => decode_error(&mut reader)?,
+        Kind::HighWatermark => Frame::HighWatermark(decode_high_watermark(&mut reader)?),
     };
     reader.finish()?;
     Ok(frame)
@@ -767,6 +802,22 @@ fn decode_durable_report<'a>(reader: &mut Reader<'a>) -> Result<DurableReport<'a
         partition: fixed.partition,
         written_end: Offset(fixed.written_end),
         durable_end: Offset(fixed.durable_end),
+    })
+}
+
+fn decode_high_watermark<'a>(reader: &mut Reader<'a>) -> Result<HighWatermark<'a>, FrameError> {
+    let fixed: body::HighWatermark = reader.pod("HighWatermark body shorter than 32 bytes")?;
+    check_padding(fixed._pad == 0 && fixed._pad2 == 0)?;
+    let topic = reader.utf8(
+        usize::from(fixed.topic_len),
+        "HighWatermark topic name truncated",
+    )?;
+    Ok(HighWatermark {
+        topic,
+        partition: fixed.partition,
+        leader_epoch: Epoch(fixed.leader_epoch),
+        high_watermark: Offset(fixed.high_watermark),
+        log_start: Offset(fixed.log_start),
     })
 }
 
@@ -895,6 +946,20 @@ fn encode_body(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(Kind, usize), En
             push_pod(out, &fixed);
             out.extend_from_slice(message.as_bytes());
             Kind::Error
+        }
+        Frame::HighWatermark(notice) => {
+            let fixed = body::HighWatermark {
+                partition: notice.partition,
+                topic_len: length_u16("topic", notice.topic.len())?,
+                _pad: 0,
+                leader_epoch: notice.leader_epoch.0,
+                _pad2: 0,
+                high_watermark: notice.high_watermark.0,
+                log_start: notice.log_start.0,
+            };
+            push_pod(out, &fixed);
+            out.extend_from_slice(notice.topic.as_bytes());
+            Kind::HighWatermark
         }
     };
     Ok((kind, 0))

@@ -145,9 +145,9 @@ pub(crate) struct ParkedReplicaFetch {
     fetch_offset: Offset,
     max_bytes: usize,
     deadline: Instant,
-    /// The leader's HW when the fetch arrived; the follower knows at least that one. A
-    /// higher HW answers the fetch even without data, so the follower's readers see
-    /// committed data without waiting out `fetch_wait_ms`.
+    /// The HW the follower knows: the leader's when the fetch arrived, or the last one a
+    /// `HighWatermark` notice carried. A higher HW is sent as a notice even without data,
+    /// so the follower's readers see committed data without waiting out `fetch_wait_ms`.
     high_watermark: Offset,
 }
 
@@ -609,8 +609,8 @@ impl Shard {
         self.apply_leader_commands(handle, commands);
     }
 
-    /// Answers the parked replica fetches that have data or a higher HW now, or reached
-    /// their deadline (all of them when `flush`: the node stops).
+    /// Answers the parked replica fetches that have data now or reached their deadline (all
+    /// of them when `flush`: the node stops); tells the others' followers of a higher HW.
     pub(crate) fn answer_replica_fetches(&mut self, now: Instant, flush: bool) {
         if self.replication.parked.is_empty() {
             return;
@@ -623,9 +623,9 @@ impl Shard {
         }
     }
 
-    /// Sends the answer if there is data past the fetch offset or the HW moved past the one
-    /// the fetch found (or an error, or the wait is over), else hands the fetch back to stay
-    /// parked.
+    /// Sends the answer if there is data past the fetch offset (or an error, or the wait is
+    /// over); else sends a `HighWatermark` notice if the HW moved past the one the follower
+    /// knows, and hands the fetch back to stay parked.
     fn try_replica_fetch(
         &mut self,
         fetch: ParkedReplicaFetch,
@@ -649,8 +649,12 @@ impl Shard {
         let has_data = fetch.fetch_offset < ends.log_end;
         let high_watermark = state.high_watermark(ends.durable_end);
         let news = has_data || high_watermark > fetch.high_watermark;
-        if !news && fetch.deadline > now && !flush {
+        let waiting = fetch.deadline > now && !flush;
+        if !news && waiting {
             return Some(fetch);
+        }
+        if !has_data && waiting {
+            return self.notify_high_watermark(fetch, high_watermark, ends.log_start);
         }
         let mut parts = Vec::new();
         let mut records_len = 0;
@@ -697,6 +701,38 @@ impl Shard {
             .add(u64::try_from(records_len).unwrap_or(0));
         self.respond(fetch.target, fetch.sequence, all);
         None
+    }
+
+    /// Only the HW moved past what the follower knows: a `HighWatermark` notice goes out in
+    /// the fetch's place on the connection, and the fetch stays parked behind it, so the
+    /// next batch goes out as soon as it is appended instead of after the follower's next
+    /// fetch. `None` if the connection is gone.
+    fn notify_high_watermark(
+        &mut self,
+        mut fetch: ParkedReplicaFetch,
+        high_watermark: Offset,
+        log_start: Offset,
+    ) -> Option<ParkedReplicaFetch> {
+        let notice = frame::HighWatermark {
+            topic: &fetch.topic,
+            partition: fetch.partition,
+            leader_epoch: self.config.leader_epoch(),
+            high_watermark,
+            log_start,
+        };
+        let bytes = frame::encode(fetch.correlation, &Frame::HighWatermark(notice));
+        self.replication.hw_sent.insert(
+            (fetch.target.index, fetch.target.generation),
+            high_watermark,
+        );
+        self.respond(fetch.target, fetch.sequence, vec![Bytes::from(bytes)]);
+        let connection = self.connection_mut(fetch.target)?;
+        if connection.closing {
+            return None;
+        }
+        fetch.sequence = connection.reserve();
+        fetch.high_watermark = high_watermark;
+        Some(fetch)
     }
 
     fn answer_replica_error(&mut self, fetch: &ParkedReplicaFetch, code: FrameError) {
@@ -916,6 +952,11 @@ impl Shard {
             (Frame::FetchResponse(header, records), OutLink::Partition { topic, partition }) => {
                 self.on_fetched(topic, *partition, &header, records);
             }
+            (Frame::HighWatermark(notice), OutLink::Partition { topic, partition })
+                if notice.topic == topic && notice.partition == *partition =>
+            {
+                self.on_leader_high_watermark(topic, *partition, &notice);
+            }
             (Frame::Error { code, message }, _) => {
                 tracing::warn!(?code, message, "the leader refused");
                 self.close(target, "refused by the leader");
@@ -924,6 +965,32 @@ impl Shard {
                 let reason = format!("unexpected frame {:?} from the leader", frame_name(&other));
                 self.reject(target, &reason);
             }
+        }
+    }
+
+    /// The leader's HW moved while this follower's fetch is parked there.
+    fn on_leader_high_watermark(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        notice: &frame::HighWatermark<'_>,
+    ) {
+        let Some(state) = self
+            .partitions
+            .get_mut(topic, i32::try_from(partition).unwrap_or(-1))
+        else {
+            return;
+        };
+        let handle = state.handle;
+        let Replica::Follower(link) = &mut state.replica else {
+            return;
+        };
+        let before = link.core.high_watermark();
+        link.core
+            .on_high_watermark(notice.high_watermark, notice.log_start, notice.leader_epoch);
+        if link.core.high_watermark() != before {
+            self.replication.hw_moved = true;
+            self.partitions.publish(&self.wal, handle);
         }
     }
 
@@ -1146,5 +1213,6 @@ fn frame_name(frame: &Frame<'_>) -> &'static str {
         Frame::Topics => "Topics",
         Frame::TopicsResponse(_) => "TopicsResponse",
         Frame::Error { .. } => "Error",
+        Frame::HighWatermark(_) => "HighWatermark",
     }
 }

@@ -47,7 +47,7 @@ fn header_bytes() {
     );
     assert_eq!(bytes.len(), HEADER_SIZE_BYTES + 8);
     assert_eq!(&bytes[0..4], b"RLRP");
-    assert_eq!(&bytes[4..6], &[1, 0]);
+    assert_eq!(&bytes[4..6], &[2, 0]);
     assert_eq!(&bytes[6..8], &[2, 0]);
     assert_eq!(&bytes[8..12], &[8, 0, 0, 0]);
     assert_eq!(&bytes[16..24], &[8, 7, 6, 5, 4, 3, 2, 1]);
@@ -83,6 +83,32 @@ fn fetch_body_bytes() {
     assert_eq!(body[32], 0x44);
     assert_eq!(body[40], 0x55);
     assert_eq!(&body[48..], b"orders");
+}
+
+// A HighWatermark body's bytes at the documented positions, and its body rules.
+#[test]
+fn high_watermark_body_bytes() {
+    let notice = HighWatermark {
+        topic: "orders",
+        partition: 3,
+        leader_epoch: Epoch(0x11),
+        high_watermark: Offset(0x22),
+        log_start: Offset(0x33),
+    };
+    let bytes = encode(0, &Frame::HighWatermark(notice));
+    assert_eq!(&bytes[6..8], &[9, 0]);
+    let body = &bytes[HEADER_SIZE_BYTES..];
+    assert_eq!(body.len(), 32 + 6);
+    assert_eq!(&body[0..4], &[3, 0, 0, 0]);
+    assert_eq!(&body[4..6], &[6, 0]);
+    assert_eq!(body[8], 0x11);
+    assert_eq!(body[16], 0x22);
+    assert_eq!(body[24], 0x33);
+    assert_eq!(&body[32..], b"orders");
+    assert!(malformed(bytes.clone(), HEADER_SIZE_BYTES + 6, 1).contains("padding"));
+    assert!(malformed(bytes.clone(), HEADER_SIZE_BYTES + 12, 1).contains("padding"));
+    assert!(malformed(bytes.clone(), HEADER_SIZE_BYTES + 4, 7).contains("truncated"));
+    assert!(malformed(bytes, HEADER_SIZE_BYTES + 32, 0xff).contains("UTF-8"));
 }
 
 // One frame of every kind survives encode then decode, with its correlation id.
@@ -143,6 +169,13 @@ fn every_kind_round_trips() {
             code: ErrorCode::NotLeader,
             message: "node 1 leads orders-3",
         },
+        Frame::HighWatermark(HighWatermark {
+            topic: "orders",
+            partition: 3,
+            leader_epoch: Epoch(4),
+            high_watermark: Offset(100),
+            log_start: Offset(7),
+        }),
     ];
     for (correlation_id, frame) in (0..).zip(&frames) {
         round_trip(correlation_id, frame);
@@ -200,9 +233,9 @@ fn frame_length_rules() {
     bad[0] = b'X';
     assert_eq!(frame_length(&bad), Err(FrameError::BadMagic));
     let mut bad = bytes.clone();
-    bad[4] = 2;
-    assert_eq!(frame_length(&bad), Err(FrameError::UnsupportedVersion(2)));
-    for kind in [0u8, 9] {
+    bad[4] = 1;
+    assert_eq!(frame_length(&bad), Err(FrameError::UnsupportedVersion(1)));
+    for kind in [0u8, 10] {
         let mut bad = bytes.clone();
         bad[6] = kind;
         assert_eq!(
@@ -488,6 +521,7 @@ enum Owned {
     Topics,
     TopicsResponse(Vec<TopicEntry>),
     Error(ErrorCode, String),
+    HighWatermark(String, [u32; 2], [u64; 2]),
 }
 
 impl Owned {
@@ -540,6 +574,15 @@ impl Owned {
                 code: *code,
                 message,
             },
+            Owned::HighWatermark(topic, [partition, epoch], [high_watermark, log_start]) => {
+                Frame::HighWatermark(HighWatermark {
+                    topic,
+                    partition: *partition,
+                    leader_epoch: Epoch(*epoch),
+                    high_watermark: Offset(*high_watermark),
+                    log_start: Offset(*log_start),
+                })
+            }
         }
     }
 
@@ -627,6 +670,8 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
         Just(Owned::Topics),
         prop::collection::vec(topic_entry(), 0..5).prop_map(Owned::TopicsResponse),
         (error_code, text(100)).prop_map(|(code, message)| Owned::Error(code, message)),
+        (text(60), any::<[u32; 2]>(), any::<[u64; 2]>())
+            .prop_map(|(topic, small, offsets)| { Owned::HighWatermark(topic, small, offsets) }),
     ]
 }
 
