@@ -372,6 +372,27 @@ pub fn latency_floor_plus_rtt(baselines: &Baselines) -> Option<LatencySummary> {
     })
 }
 
+/// The least a `sync` write can cost when its replicas are local nodes sharing one device,
+/// per percentile: every replica's write+fdatasync at once on that device (the concurrent
+/// baseline) plus two loopback round trips (client to leader and back, leader to follower
+/// and back). None without the concurrent baseline (a cluster elsewhere) or the round trip.
+///
+/// This is not what the `sync` target is judged against (that is
+/// [`latency_floor_plus_rtt`]); it shows how much of a local cluster's latency is ringlog's
+/// and how much the shared device's, which a cluster of separate hosts does not have.
+pub fn shared_host_sync_bound(baselines: &Baselines) -> Option<LatencySummary> {
+    let device = baselines.fdatasync_4k_concurrent_us.as_ref()?;
+    let rtt = baselines.loopback_rtt_1k_us?;
+    Some(LatencySummary {
+        p50: device.p50 + 2 * rtt.p50,
+        p90: device.p90 + 2 * rtt.p90,
+        p99: device.p99 + 2 * rtt.p99,
+        p999: device.p999 + 2 * rtt.p999,
+        p9999: device.p9999 + 2 * rtt.p9999,
+        max: device.max + 2 * rtt.max,
+    })
+}
+
 /// Each percentile of a latency divided by the same percentile of another (the floor); None
 /// where the floor is 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]

@@ -9,8 +9,8 @@ use ringlog_types::units::{KIB, MIB};
 use crate::baseline::Baselines;
 use crate::environment::Environment;
 use crate::report::{
-    latency_floor_plus_rtt, BaselineRatios, Comparison, LatencySummary, RatioSummary, Report,
-    RunResult, Target, TargetOutcome,
+    latency_floor_plus_rtt, shared_host_sync_bound, BaselineRatios, Comparison, LatencySummary,
+    RatioSummary, Report, RunResult, Target, TargetOutcome,
 };
 
 /// The whole report as text, ending in a newline.
@@ -297,6 +297,12 @@ fn render_floor(report: &Report, lines: &mut Vec<String>) {
             "  floor: 4 KiB fdatasync + loopback 1 KiB RTT, per percentile  {}",
             format_percentiles(&floor)
         ));
+        if let Some(bound) = shared_host_sync_bound(&report.baselines) {
+            lines.push(format!(
+                "  sync bound on one host: concurrent fdatasync + 2 x loopback 1 KiB RTT  {}",
+                format_percentiles(&bound)
+            ));
+        }
     }
 }
 
@@ -396,12 +402,17 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
             let target = run.target?;
             let outcome = run.target_outcome(baselines, runs)?;
             let verdict = if outcome.met { "PASS" } else { "FAIL" };
-            Some(format!(
+            let mut text = format!(
                 "  {verdict}  {}  target: {}, measured {}",
                 run_label(run),
                 target.description(),
                 format_target_actual(target, &outcome, &run.ratios(baselines))
-            ))
+            );
+            if let Some(shared) = format_shared_host_ratios(run, target, baselines) {
+                text.push_str("\n        ");
+                text.push_str(&shared);
+            }
+            Some(text)
         })
         .collect();
     if !verdicts.is_empty() {
@@ -409,6 +420,26 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
         lines.push("targets:".to_owned());
         lines.extend(verdicts);
     }
+}
+
+/// For a QD1 target judged against fdatasync + RTT, on a local cluster: the run against
+/// the bound one shared device and loopback set (`shared_host_sync_bound`), for information.
+fn format_shared_host_ratios(
+    run: &RunResult,
+    target: Target,
+    baselines: &Baselines,
+) -> Option<String> {
+    if !matches!(target, Target::P50AndP99RatioPlusRttMax(_)) {
+        return None;
+    }
+    let bound = shared_host_sync_bound(baselines)?;
+    let ratios = RatioSummary::compute(&run.latency_us, &bound);
+    Some(format!(
+        "(information: against the sync bound on one host, p50 {}  p99 {}; three nodes \
+         on one device commit at once, which nodes on separate hosts do not)",
+        format_ratio(ratios.p50),
+        format_ratio(ratios.p99)
+    ))
 }
 
 /// The measured value a target is about, in the target's own unit, with the computed bound
@@ -593,6 +624,51 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("measured p50 1.00x  p99 2.00x"), "{text}");
+        assert!(
+            !text.contains("sync bound on one host"),
+            "no concurrent baseline: {text}"
+        );
+    }
+
+    // With the concurrent-writers baseline (a local cluster), the bound one shared device
+    // sets is printed under the floor, and the sync verdict gets the run's ratios to it.
+    #[test]
+    fn renders_the_shared_host_bound_of_a_local_cluster() {
+        let mut baselines = sample_baselines();
+        baselines.loopback_rtt_1k_us = Some(LatencySummary {
+            p50: 25,
+            p99: 100,
+            ..LatencySummary::default()
+        });
+        baselines.fdatasync_4k_concurrent_us = Some(LatencySummary {
+            p50: 75,
+            p99: 300,
+            ..LatencySummary::default()
+        });
+        baselines.fdatasync_4k_concurrent_writer_count = Some(3);
+        let mut replicated = sample_run(
+            Comparison::LatencyQd1PlusRtt,
+            Some(Target::P50AndP99RatioPlusRttMax(2.0)),
+        );
+        replicated.scenario = "replicated_qd1".to_owned();
+        replicated.ack_mode = Some("sync".to_owned());
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
+            baselines,
+            vec![replicated],
+        );
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "sync bound on one host: concurrent fdatasync + 2 x loopback 1 KiB RTT  p50 125  \
+                 p90 0  p99 500"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("against the sync bound on one host, p50 1.00x  p99 2.00x"),
+            "{text}"
+        );
     }
 
     // Renders a report with one passing and one failing target and checks that the rows, the
