@@ -4,8 +4,9 @@
 //! passed, what to do (STYLE.md section 6: a failed startup check names the missing kernel
 //! feature, the limit to raise, or the file system that lacks O_DIRECT). The checks are the
 //! ones the server's startup depends on, in the order it meets them: kernel, io_uring,
-//! the write path (`direct` by default, `mmap` as the fallback), the memlock limit, and the
-//! latency of one fdatasync, which every acknowledged write waits for.
+//! the write path (`direct` by default, `mmap` as the fallback), the memlock limit, the file
+//! system under the data directory, and the latency of one fdatasync, which every
+//! acknowledged write waits for.
 //!
 //! Invariants: the checks write only inside temporary entries of the data directory
 //! (`.ringlog-check-host-<pid>-*`), which are removed before the command returns, also when
@@ -41,6 +42,11 @@ const LATENCY_FILE_SIZE_BYTES: u64 = MIB;
 const LATENCY_WRITE_SIZE_BYTES: u64 = 4 * KIB;
 /// A median fdatasync slower than this is reported.
 const LATENCY_P50_WARN: Duration = Duration::from_millis(2);
+/// Where the kernel lists the mounts this process sees.
+const MOUNTINFO_PATH: &str = "/proc/self/mountinfo";
+/// One directory per block device whose ext4 journal (jbd2) is running, named
+/// `<device>-<journal inode>`.
+const JBD2_PATH: &str = "/proc/fs/jbd2";
 /// How long a test commit may wait for a spare segment or a tail buffer.
 const TRIAL_BACKPRESSURE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -137,6 +143,7 @@ pub fn run(args: &CheckHostArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     let direct_failed = report.add(direct)? == Level::Fail;
     let mmap_passed = report.add(check_mmap_write_path(dir, direct_failed))? == Level::Pass;
     report.add(check_memlock())?;
+    report.add(check_file_system(dir))?;
     report.add(check_fdatasync_latency(dir, alignment))?;
     let failed = report.count(Level::Fail);
     writeln!(
@@ -342,6 +349,144 @@ fn append_retrying(wal: &mut Wal, partition: PartitionHandle, batch: &[u8]) -> a
     }
 }
 
+fn check_file_system(dir: &Path) -> Check {
+    const NAME: &str = "file system";
+    let mount = match mount_of(dir) {
+        Ok(mount) => mount,
+        Err(error) => {
+            return Check::new(
+                NAME,
+                Level::Warn,
+                format!("cannot tell which file system holds the data directory: {error:#}"),
+            )
+        }
+    };
+    let found = format!(
+        "{} ({} on {})",
+        mount.fs_type,
+        mount.source,
+        mount.mount_point.display()
+    );
+    if mount.fs_type != "ext4" {
+        return Check::new(NAME, Level::Pass, found);
+    }
+    match has_ext4_journal(&mount.device) {
+        Ok(true) => Check::new(NAME, Level::Pass, format!("{found}, with a journal")),
+        Ok(false) => Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "{found}, without a journal: every fdatasync then also writes the segment's \
+                 inode whenever its modification time changed since the last one (up to once \
+                 per kernel tick), one more device write on the path of those commits; \
+                 ringlog runs, but an ext4 with a journal (mkfs.ext4's default) or XFS avoids it"
+            ),
+        ),
+        Err(error) => Check::new(
+            NAME,
+            Level::Pass,
+            format!("{found}; whether it has a journal is unknown: {error:#}"),
+        ),
+    }
+}
+
+/// The mount that holds a path, from `/proc/self/mountinfo`.
+struct Mount {
+    mount_point: PathBuf,
+    fs_type: String,
+    source: String,
+    /// `major:minor` of the file system's device.
+    device: String,
+}
+
+/// The last-mounted entry of `/proc/self/mountinfo` whose mount point is the longest prefix
+/// of `dir` (canonicalized).
+fn mount_of(dir: &Path) -> anyhow::Result<Mount> {
+    let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let table =
+        fs::read_to_string(MOUNTINFO_PATH).with_context(|| format!("reading {MOUNTINFO_PATH}"))?;
+    let mut best: Option<Mount> = None;
+    for line in table.lines() {
+        let Some(mount) = parse_mountinfo_line(line) else {
+            continue;
+        };
+        let longer = best.as_ref().is_none_or(|best| {
+            mount.mount_point.as_os_str().len() >= best.mount_point.as_os_str().len()
+        });
+        if dir.starts_with(&mount.mount_point) && longer {
+            best = Some(mount);
+        }
+    }
+    best.with_context(|| format!("no mount in {MOUNTINFO_PATH} holds {}", dir.display()))
+}
+
+/// One line of `/proc/self/mountinfo`: `id parent major:minor root mount-point options
+/// [optional fields] - type source super-options`.
+fn parse_mountinfo_line(line: &str) -> Option<Mount> {
+    let (mount_part, fs_part) = line.split_once(" - ")?;
+    let fields: Vec<&str> = mount_part.split(' ').collect();
+    let device = (*fields.get(2)?).to_owned();
+    let mount_point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+    let mut fs_fields = fs_part.split(' ');
+    let fs_type = fs_fields.next()?.to_owned();
+    let source = unescape_mountinfo(fs_fields.next()?);
+    Some(Mount {
+        mount_point,
+        fs_type,
+        source,
+        device,
+    })
+}
+
+/// Undoes the kernel's octal escapes (`\040` for a space) in a mountinfo field.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = bytes.get(index + 1..index + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[index], escaped) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                index += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the ext4 on block device `major:minor` runs a journal: the kernel lists one
+/// `/proc/fs/jbd2/<device name>-<inode>` directory per running journal.
+fn has_ext4_journal(device: &str) -> anyhow::Result<bool> {
+    let link = Path::new("/sys/dev/block").join(device);
+    let target = fs::read_link(&link).with_context(|| format!("reading {}", link.display()))?;
+    let name = target
+        .file_name()
+        .and_then(|name| name.to_str())
+        .with_context(|| format!("{} names no device", link.display()))?;
+    let prefix = format!("{name}-");
+    let entries = match fs::read_dir(JBD2_PATH) {
+        Ok(entries) => entries,
+        // No journal was ever started on this host: the directory is not there either.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error).with_context(|| format!("listing {JBD2_PATH}")),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {JBD2_PATH}"))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn check_memlock() -> Check {
     const NAME: &str = "memlock";
     match memlock_limit_bytes() {
@@ -500,5 +645,25 @@ mod tests {
         }
         assert!(parse_kernel_version("6.1.0").unwrap() >= KERNEL_VERSION_MIN);
         assert!(parse_kernel_version("5.19.0").unwrap() < KERNEL_VERSION_MIN);
+    }
+
+    // Checks that mountinfo lines give the mount point (escapes undone), the type, the
+    // source and the device, with or without optional fields, and that a line without the
+    // " - " separator gives None.
+    #[test]
+    fn mountinfo_lines_parse() {
+        let line = r"36 35 98:0 / /mnt/data\040disk rw,noatime master:1 - ext4 /dev/sdb1 rw";
+        let mount = parse_mountinfo_line(line).unwrap();
+        assert_eq!(mount.mount_point, PathBuf::from("/mnt/data disk"));
+        assert_eq!(mount.fs_type, "ext4");
+        assert_eq!(mount.source, "/dev/sdb1");
+        assert_eq!(mount.device, "98:0");
+        let line = "22 1 0:21 / /dev/shm rw,nosuid,nodev - tmpfs tmpfs rw,inode64";
+        let mount = parse_mountinfo_line(line).unwrap();
+        assert_eq!(mount.mount_point, PathBuf::from("/dev/shm"));
+        assert_eq!(mount.fs_type, "tmpfs");
+        assert!(parse_mountinfo_line("36 35 98:0 / /mnt rw").is_none());
+        assert_eq!(unescape_mountinfo(r"a\134b\011c"), "a\\b\tc");
+        assert_eq!(unescape_mountinfo(r"trailing\04"), r"trailing\04");
     }
 }

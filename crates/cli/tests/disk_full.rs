@@ -9,9 +9,8 @@
 
 mod kafka_client;
 mod log_reader;
+mod loop_mount;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
@@ -19,6 +18,7 @@ use ringlog_types::units::{KIB, MIB};
 
 use kafka_client::{Client, Server, DEADLINE};
 use log_reader::read_all;
+use loop_mount::LoopMount;
 
 const IMAGE_SIZE_BYTES: u64 = 48 * MIB;
 const BALLAST_SIZE_BYTES: u64 = 8 * MIB;
@@ -30,60 +30,6 @@ const VALUE_SIZE_BYTES: usize = 1000;
 const PRODUCES_MAX: usize = 2000;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const REQUEST_TIMED_OUT: i16 = 7;
-
-/// A loop-mounted ext4 file system, unmounted on drop.
-struct LoopMount {
-    mount_point: PathBuf,
-}
-
-impl LoopMount {
-    fn new(dir: &Path) -> anyhow::Result<LoopMount> {
-        let image = dir.join("fs.img");
-        std::fs::File::create(&image)?.set_len(IMAGE_SIZE_BYTES)?;
-        // -m 0: no blocks reserved for root, so "full" is the same for every user.
-        let mkfs = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image)
-            .output()
-            .context("running mkfs.ext4 (e2fsprogs)")?;
-        ensure!(
-            mkfs.status.success(),
-            "mkfs.ext4 failed: {}",
-            String::from_utf8_lossy(&mkfs.stderr)
-        );
-        let mount_point = dir.join("mnt");
-        std::fs::create_dir(&mount_point)?;
-        let mount = Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mount_point)
-            .output()
-            .context("running mount")?;
-        if !mount.status.success() {
-            bail!(
-                "mounting a loop device failed (this test needs root and a free /dev/loop*; \
-                 run it as root, or in CI's privileged container): {}",
-                String::from_utf8_lossy(&mount.stderr)
-            );
-        }
-        Ok(LoopMount { mount_point })
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(&self.mount_point)
-            .status()
-            .is_ok_and(|status| status.success());
-        if !unmounted {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mount_point)
-                .status();
-        }
-    }
-}
 
 /// A batch of `BATCH_RECORDS` records keyed `<tag>-<produce>-<record>`.
 fn big_batch(tag: &str, produce: usize) -> Vec<u8> {
@@ -168,7 +114,8 @@ fn check_acked(client: &mut Client, topic: &str, acked: &[Acked]) -> anyhow::Res
 #[test]
 fn full_disk_fences_the_partition_and_keeps_every_ack() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mount = LoopMount::new(dir.path())?;
+    let mount = // -m 0: no blocks reserved for root, so "full" is the same for every user.
+    LoopMount::new(dir.path(), IMAGE_SIZE_BYTES, &["-m", "0"])?;
     let ballast = mount.mount_point.join("ballast");
     std::fs::write(&ballast, vec![0xaa; usize::try_from(BALLAST_SIZE_BYTES)?])?;
     std::fs::File::open(&ballast)?.sync_all()?;
