@@ -219,8 +219,8 @@ impl Shard {
             // leader's acks wait for, a send on loopback costs 5-15 us of this thread's time.
             self.wal.poll()?;
         }
-        // Acks first: the sends replication queues (a leader's answers to parked follower
-        // fetches, which carry the HW that just moved) would otherwise go out before them.
+        // Acks first: the sends replication queues (a leader's HighWatermark notices to the
+        // followers, with the HW that just moved) would otherwise go out before them.
         self.answer_produces();
         self.drive_replication(Instant::now());
         // What replication's timers decided (a semi-sync timeout, an ISR change).
