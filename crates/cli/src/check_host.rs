@@ -267,7 +267,7 @@ fn check_direct_write_path(dir: &Path) -> (Check, Option<DioAlign>) {
         Ok(()) => Check::new(
             NAME,
             Level::Pass,
-            format!("{found}; a test commit (O_DIRECT write + fdatasync on io_uring) succeeded"),
+            format!("{found}; a test commit (O_DIRECT write with RWF_DSYNC on io_uring) succeeded"),
         ),
         Err(error) => Check::new(
             NAME,

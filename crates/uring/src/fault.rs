@@ -8,7 +8,8 @@
 //!   `fail_write_from: Some(3)` lets two writes through and fails the third and every later one.
 //!   Resubmissions after `EINTR`/`EAGAIN` are not counted again.
 //! - Every FSYNC request counts as an fsync: standalone, linked after a write, or the directory
-//!   fsync of `rename_then_fsync_dir`.
+//!   fsync of `rename_then_fsync_dir`. A write with `RWF_DSYNC` counts as a write and as an
+//!   fsync, and fails if either count reaches its plan.
 //! - The errno is never `EINTR` or `EAGAIN` (those never reach a caller); `0` means `EIO`.
 
 /// Which writes and fsyncs fail, and with what errno. See the module docs for counting.
@@ -17,7 +18,10 @@ pub struct FaultPlan {
     /// The 1-based number of the first write (counted from when the plan is installed) that
     /// fails; every later write fails too. `None`: writes are not faulted.
     pub fail_write_from: Option<u64>,
-    /// The same for fsyncs.
+    /// The same for fsyncs. A write with `RWF_DSYNC` ([`Ring::write_dsync`]) counts as both
+    /// a write and an fsync, and fails if either plan says so.
+    ///
+    /// [`Ring::write_dsync`]: crate::Ring::write_dsync
     pub fail_fsync_from: Option<u64>,
     /// The positive errno the faulted operations complete with; `0` means `EIO`.
     pub errno: i32,

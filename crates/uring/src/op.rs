@@ -30,6 +30,8 @@ use crate::ring::{Completion, OpBuf};
 pub(crate) enum OpKind {
     Write {
         position: u64,
+        /// `RWF_DSYNC`: the completion means the bytes are durable.
+        dsync: bool,
     },
     Read {
         position: u64,
@@ -392,7 +394,15 @@ mod tests {
     #[test]
     fn success_and_result_mapping() {
         let buf = OpBuf::Owned(crate::AlignedBuf::zeroed(4096, 4096));
-        let write = Op::new(1, OpKind::Write { position: 0 }, None, Some(buf));
+        let write = Op::new(
+            1,
+            OpKind::Write {
+                position: 0,
+                dsync: false,
+            },
+            None,
+            Some(buf),
+        );
         assert!(write.is_full_success(&Ok(4096)));
         assert!(
             !write.is_full_success(&Ok(512)),

@@ -500,10 +500,37 @@ impl Ring {
     ) -> Result<(), IoError> {
         assert_transfer_len(buf.len());
         buf.assert_readable();
-        let write = Op::new(tag, OpKind::Write { position }, Some(fd), Some(buf));
+        let kind = OpKind::Write {
+            position,
+            dsync: false,
+        };
+        let write = Op::new(tag, kind, Some(fd), Some(buf));
         let fsync = then_fsync
             .map(|fsync_tag| Op::new(fsync_tag, OpKind::Fsync { datasync: true }, Some(fd), None));
         self.accept(write, fsync)
+    }
+
+    /// Queues a write of `buf` at file `position` with `RWF_DSYNC`: when it completes, the
+    /// bytes it wrote are durable, as after a write then `fdatasync`, with no second
+    /// operation. The kernel syncs in its own completion path (a FUA write where the device
+    /// honours FUA, else the write then a cache flush), so the durable end does not wait for
+    /// this thread to reap the write and queue an fsync. Otherwise as [`write`](Self::write)
+    /// without `then_fsync`: a short write is `Ok(n)`, the first `n` bytes durable, and the
+    /// caller writes the rest the same way.
+    pub fn write_dsync(
+        &mut self,
+        fd: &Arc<OwnedFd>,
+        buf: OpBuf,
+        position: u64,
+        tag: u64,
+    ) -> Result<(), IoError> {
+        assert_transfer_len(buf.len());
+        buf.assert_readable();
+        let kind = OpKind::Write {
+            position,
+            dsync: true,
+        };
+        self.accept(Op::new(tag, kind, Some(fd), Some(buf)), None)
     }
 
     /// Queues an fsync of `fd` (`fdatasync` semantics if `datasync`). It does NOT cover writes
@@ -974,7 +1001,13 @@ impl Ring {
 
     fn fault_for(&mut self, kind: &OpKind) -> Option<i32> {
         let errno = match kind {
-            OpKind::Write { .. } => self.faults.on_write(),
+            OpKind::Write { dsync: false, .. } => self.faults.on_write(),
+            // Both a write and an fdatasync: either plan fails it.
+            OpKind::Write { dsync: true, .. } => {
+                let write = self.faults.on_write();
+                let fsync = self.faults.on_fsync();
+                write.or(fsync)
+            }
             OpKind::Fsync { .. } => self.faults.on_fsync(),
             _ => None,
         };
@@ -1453,16 +1486,19 @@ fn build_entry(op: &mut Op, index: u32, fixed: Option<u16>, link_next: bool) -> 
 fn build_storage_entry(op: &mut Op, fixed: Option<u16>) -> squeue::Entry {
     let fd = types::Fd(op.raw_fd());
     match &op.kind {
-        OpKind::Write { position } => {
+        OpKind::Write { position, dsync } => {
             let buf = op.buf.as_ref().expect("a write owns a buffer");
             let bytes = buf.bytes();
             let (address, len) = (bytes.as_ptr(), transfer_len(bytes.len()));
+            let flags = if *dsync { libc::RWF_DSYNC } else { 0 };
             match fixed {
                 Some(buf_index) => opcode::WriteFixed::new(fd, address, len, buf_index)
                     .offset(*position)
+                    .rw_flags(flags)
                     .build(),
                 None => opcode::Write::new(fd, address, len)
                     .offset(*position)
+                    .rw_flags(flags)
                     .build(),
             }
         }

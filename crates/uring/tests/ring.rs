@@ -313,6 +313,61 @@ fn short_write_in_child() {
     assert_eq!(completions[&3].result, Ok(2 * 4096));
     assert_eq!(completions[&4].result, Ok(0));
     assert_eq!(read_file(&path), vec![7; 4 * 4096]);
+
+    // The same with RWF_DSYNC: a short write reports what it wrote, and the rest follows.
+    set_file_size_limit(6 * 4096);
+    ring.write_dsync(&fd, OpBuf::Owned(filled(4 * 4096, 8)), 4 * 4096, 5)
+        .expect("queue the dsync write");
+    let completions = by_tag(wait_for(&mut ring, 1));
+    assert_eq!(completions[&5].result, Ok(2 * 4096), "short dsync write");
+    set_file_size_limit(libc::RLIM_INFINITY);
+    ring.write_dsync(&fd, OpBuf::Owned(filled(2 * 4096, 8)), 6 * 4096, 6)
+        .expect("queue the rest");
+    let completions = by_tag(wait_for(&mut ring, 1));
+    assert_eq!(completions[&6].result, Ok(2 * 4096));
+    assert_eq!(read_file(&path)[4 * 4096..], vec![8; 4 * 4096]);
+}
+
+// Checks a write with RWF_DSYNC: one completion under its tag for every byte, no second op,
+// the bytes read back; the fault plan fails it as a write and, counted as an fdatasync too,
+// as an fsync.
+#[test]
+fn dsync_write_is_one_op_and_faults_as_write_or_fsync() {
+    let mut ring = require!(default_ring());
+    let dir = require!(direct_dir());
+    let path = dir.path().join("segment");
+    let fd = open_direct(&path);
+    ring.write_dsync(&fd, OpBuf::Owned(filled(2 * BLOCK_BYTES, 4)), 0, 1)
+        .unwrap();
+    let completions = wait_for(&mut ring, 1);
+    assert_eq!(completions.len(), 1);
+    assert_eq!(completions[0].tag, 1);
+    assert_eq!(
+        completions[0].result,
+        Ok(u32::try_from(2 * BLOCK_BYTES).unwrap())
+    );
+    assert_eq!(read_file(&path), vec![4; 2 * BLOCK_BYTES]);
+
+    ring.set_fault_plan(FaultPlan::parse("fsync:2,errno=ENOSPC").unwrap());
+    ring.write_dsync(&fd, OpBuf::Owned(filled(BLOCK_BYTES, 5)), 0, 2)
+        .unwrap();
+    ring.write_dsync(&fd, OpBuf::Owned(filled(BLOCK_BYTES, 6)), 4096, 3)
+        .unwrap();
+    let completions = by_tag(wait_for(&mut ring, 2));
+    assert_eq!(completions[&2].result, Ok(4096));
+    assert_eq!(completions[&3].result, Err(IoError::NoSpace));
+    ring.set_fault_plan(FaultPlan::parse("write:1").unwrap());
+    ring.write_dsync(&fd, OpBuf::Owned(filled(BLOCK_BYTES, 7)), 0, 4)
+        .unwrap();
+    let completions = by_tag(wait_for(&mut ring, 1));
+    assert_eq!(completions[&4].result, Err(IoError::Io));
+    let bytes = read_file(&path);
+    assert_eq!(
+        bytes[..4096],
+        vec![5; 4096],
+        "the faulted writes never reached it"
+    );
+    assert_eq!(bytes[4096..], vec![4; 4096]);
 }
 
 // Checks the fault plan on a failed write: the write completes with the plan's error without

@@ -23,7 +23,8 @@ pub struct Retention {
 /// How committed bytes reach the disk. Both pass the same conformance tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WritePath {
-    /// O_DIRECT writes through io_uring, each linked to an fdatasync (the default).
+    /// O_DIRECT writes with `RWF_DSYNC` through io_uring: each is durable when it completes
+    /// (the default).
     Direct,
     /// Segments mapped with mmap; a commit copies into the mapping, then fdatasync. For file
     /// systems without O_DIRECT (tmpfs, some overlay and network file systems).

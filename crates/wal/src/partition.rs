@@ -49,12 +49,10 @@ pub struct AppendInfo {
 pub(crate) enum InFlight {
     /// The new segment's rename and directory fsync are in flight.
     Renaming,
-    /// The front commit's write and fdatasync are in flight; `written_bytes` counts what the
-    /// kernel reported written so far (short writes are resubmitted).
-    Writing {
-        written_bytes: u64,
-        short_write: bool,
-    },
+    /// The front commit's `RWF_DSYNC` write (direct path) or fdatasync (mmap path) is in
+    /// flight; `written_bytes` counts what the kernel reported written, and durable, so far
+    /// (a short write's rest is written again). The mmap path copied the whole commit.
+    Writing { written_bytes: u64 },
 }
 
 /// One partition log.

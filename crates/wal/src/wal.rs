@@ -2,10 +2,10 @@
 //!
 //! Group commit without timers: at most one commit cycle is in flight per shard. A cycle
 //! takes, for every partition with staged batches, the front staged commit, and submits its
-//! write linked to an fdatasync (or, on the mmap path, copies it into the mapping and submits
-//! the fdatasync). Whatever is appended while a cycle is in flight is staged and becomes the
-//! next cycle, submitted as soon as the previous one completes. The durable end of a
-//! partition moves only when its fdatasync completes.
+//! write with `RWF_DSYNC`, durable when it completes (or, on the mmap path, copies it into the
+//! mapping and submits an fdatasync). Whatever is appended while a cycle is in flight is
+//! staged and becomes the next cycle, submitted as soon as the previous one completes. The
+//! durable end of a partition moves only when that write, or that fdatasync, completes.
 //!
 //! Invariants: `ops_in_flight` counts the cycle's operations not yet completed; a partition
 //! has at most one commit in flight; a failed write or fdatasync poisons its partition and is
@@ -430,25 +430,22 @@ impl Wal {
                 .map_err(|error| Error::from_io("submitting an fdatasync", &dir, &error))?;
             partition.in_flight = Some(InFlight::Writing {
                 written_bytes: commit.len_bytes(),
-                short_write: false,
             });
             self.ops_in_flight += 1;
             return Ok(());
         }
+        // One RWF_DSYNC write: durable when it completes, with no fdatasync for this thread
+        // to queue after reaping it.
         self.ring
-            .write(
+            .write_dsync(
                 &fd,
                 OpBuf::Shared(commit.buf.clone(), range),
                 commit.file_position,
                 tag(index, OpKind::Write),
-                Some(tag(index, OpKind::Fsync)),
             )
             .map_err(|error| Error::from_io("submitting a write", &dir, &error))?;
-        partition.in_flight = Some(InFlight::Writing {
-            written_bytes: 0,
-            short_write: false,
-        });
-        self.ops_in_flight += 2;
+        partition.in_flight = Some(InFlight::Writing { written_bytes: 0 });
+        self.ops_in_flight += 1;
         Ok(())
     }
 
@@ -498,42 +495,57 @@ impl Wal {
         }
     }
 
+    /// A direct-path commit's `RWF_DSYNC` write completed: what it wrote is durable. The
+    /// commit is durable once every byte is; a short write resubmits the rest.
     fn on_write_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
         let partition = open_slot(&mut self.partitions, index);
         let expected = partition.staged.front().map_or(0, Commit::len_bytes);
-        match (result, partition.in_flight.as_mut()) {
+        let written_bytes = match (result, &partition.in_flight) {
             (
                 Ok(written),
                 Some(InFlight::Writing {
-                    written_bytes,
-                    short_write,
+                    written_bytes: before,
                 }),
-            ) => {
-                *written_bytes += u64::from(*written);
-                *short_write = *written_bytes < expected;
+            ) => *before + u64::from(*written),
+            (Ok(_), _) => {
+                assert!(
+                    partition.poisoned.is_some(),
+                    "write completion without a write in flight"
+                );
+                return;
             }
-            (Ok(_), _) => assert!(
-                partition.poisoned.is_some(),
-                "write completion without a write in flight"
-            ),
             (Err(error), _) => {
                 let error = Error::from_io("writing a commit", &partition.dir, error);
                 partition.poison(error);
+                partition.in_flight = None;
+                return;
             }
+        };
+        if written_bytes < expected {
+            if partition.poisoned.is_some() {
+                partition.in_flight = None;
+            } else if let Err(error) = self.resubmit_short_write(index, written_bytes) {
+                let partition = open_slot(&mut self.partitions, index);
+                partition.poison(error);
+                partition.in_flight = None;
+            }
+            return;
         }
+        assert_eq!(written_bytes, expected, "a commit's write stays within it");
+        let durable_end = partition.on_commit_durable();
+        self.durable_events
+            .push((PartitionHandle(index), durable_end));
+        self.store_completed_indexes(index);
     }
 
+    /// The mmap path's fdatasync completed: the commit it copied into the mapping is durable.
     fn on_fsync_done(&mut self, index: usize, result: &std::result::Result<u32, IoError>) {
         let partition = open_slot(&mut self.partitions, index);
-        let Some(InFlight::Writing {
-            written_bytes,
-            short_write,
-        }) = partition.in_flight
-        else {
+        let Some(InFlight::Writing { written_bytes }) = partition.in_flight else {
             panic!("fdatasync completion without a commit in flight");
         };
         match result {
-            Ok(_) if !short_write => {
+            Ok(_) => {
                 let expected = partition.staged.front().map_or(0, Commit::len_bytes);
                 assert_eq!(
                     written_bytes, expected,
@@ -544,14 +556,7 @@ impl Wal {
                     .push((PartitionHandle(index), durable_end));
                 self.store_completed_indexes(index);
             }
-            Ok(_) | Err(IoError::Canceled) if short_write && partition.poisoned.is_none() => {
-                if let Err(error) = self.resubmit_short_write(index, written_bytes) {
-                    let partition = open_slot(&mut self.partitions, index);
-                    partition.poison(error);
-                    partition.in_flight = None;
-                }
-            }
-            Err(IoError::Canceled) | Ok(_) => partition.in_flight = None,
+            Err(IoError::Canceled) => partition.in_flight = None,
             Err(error) => {
                 let error = Error::from_io("fdatasync of a commit", &partition.dir, error);
                 partition.poison(error);
@@ -560,7 +565,7 @@ impl Wal {
         }
     }
 
-    /// Writes the part of a commit a short write left out, linked to a new fdatasync.
+    /// Writes the part of a commit a short write left out, again with `RWF_DSYNC`.
     fn resubmit_short_write(&mut self, index: usize, written_bytes: u64) -> Result<()> {
         let partition = open_slot(&mut self.partitions, index);
         let commit = partition.staged.front().expect("commit in flight").clone();
@@ -571,7 +576,7 @@ impl Wal {
             partition.sealed[&commit.segment_base].fd.clone()
         };
         self.ring
-            .write(
+            .write_dsync(
                 &fd,
                 OpBuf::Shared(
                     commit.buf.clone(),
@@ -579,14 +584,10 @@ impl Wal {
                 ),
                 commit.file_position + written_bytes,
                 tag(index, OpKind::Write),
-                Some(tag(index, OpKind::Fsync)),
             )
             .map_err(|error| Error::from_io("submitting a write", &partition.dir, &error))?;
-        partition.in_flight = Some(InFlight::Writing {
-            written_bytes,
-            short_write: false,
-        });
-        self.ops_in_flight += 2;
+        partition.in_flight = Some(InFlight::Writing { written_bytes });
+        self.ops_in_flight += 1;
         Ok(())
     }
 
