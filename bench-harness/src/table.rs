@@ -578,27 +578,37 @@ mod tests {
         );
     }
 
-    // A replicated QD1 row shows its ack mode, its ratios to fdatasync + round trip, the floor
-    // line they are divided by, and both ratios in its verdict; single-node rows get "-" in
-    // the ack column.
-    #[test]
-    fn renders_replicated_rows() {
+    /// The sample baselines with a loopback 1 KiB round trip of p50 25 µs, p99 100 µs.
+    fn baselines_with_rtt() -> Baselines {
         let mut baselines = sample_baselines();
         baselines.loopback_rtt_1k_us = Some(LatencySummary {
             p50: 25,
             p99: 100,
             ..LatencySummary::default()
         });
-        let mut replicated = sample_run(
+        baselines
+    }
+
+    /// A `replicated_qd1` run under `sync` with the 2x target.
+    fn sync_qd1_run() -> RunResult {
+        let mut run = sample_run(
             Comparison::LatencyQd1PlusRtt,
             Some(Target::P50AndP99RatioPlusRttMax(2.0)),
         );
-        replicated.scenario = "replicated_qd1".to_owned();
-        replicated.ack_mode = Some("sync".to_owned());
+        run.scenario = "replicated_qd1".to_owned();
+        run.ack_mode = Some("sync".to_owned());
+        run
+    }
+
+    // A replicated QD1 row shows its ack mode, its ratios to fdatasync + round trip, the floor
+    // line they are divided by, and both ratios in its verdict; single-node rows get "-" in
+    // the ack column.
+    #[test]
+    fn renders_replicated_rows() {
         let report = Report::new(
             Environment::collect(std::path::Path::new("/")),
-            baselines,
-            vec![sample_run(Comparison::LatencyQd1, None), replicated],
+            baselines_with_rtt(),
+            vec![sample_run(Comparison::LatencyQd1, None), sync_qd1_run()],
         );
         let text = render(&report);
         assert!(
@@ -634,28 +644,17 @@ mod tests {
     // sets is printed under the floor, and the sync verdict gets the run's ratios to it.
     #[test]
     fn renders_the_shared_host_bound_of_a_local_cluster() {
-        let mut baselines = sample_baselines();
-        baselines.loopback_rtt_1k_us = Some(LatencySummary {
-            p50: 25,
-            p99: 100,
-            ..LatencySummary::default()
-        });
+        let mut baselines = baselines_with_rtt();
         baselines.fdatasync_4k_concurrent_us = Some(LatencySummary {
             p50: 75,
             p99: 300,
             ..LatencySummary::default()
         });
         baselines.fdatasync_4k_concurrent_writer_count = Some(3);
-        let mut replicated = sample_run(
-            Comparison::LatencyQd1PlusRtt,
-            Some(Target::P50AndP99RatioPlusRttMax(2.0)),
-        );
-        replicated.scenario = "replicated_qd1".to_owned();
-        replicated.ack_mode = Some("sync".to_owned());
         let report = Report::new(
             Environment::collect(std::path::Path::new("/")),
             baselines,
-            vec![replicated],
+            vec![sync_qd1_run()],
         );
         let text = render(&report);
         assert!(

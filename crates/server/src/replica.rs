@@ -890,11 +890,20 @@ impl Shard {
     }
 
     fn link_mut(&mut self, topic: &str, partition: u32) -> Option<&mut FollowerLink> {
+        self.follower_mut(topic, partition).map(|(_, link)| link)
+    }
+
+    /// The partition's log handle and follower link, if this node follows it.
+    fn follower_mut(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Option<(PartitionHandle, &mut FollowerLink)> {
         let state = self
             .partitions
             .get_mut(topic, i32::try_from(partition).ok()?)?;
         match &mut state.replica {
-            Replica::Follower(link) => Some(link),
+            Replica::Follower(link) => Some((state.handle, link)),
             _ => None,
         }
     }
@@ -975,14 +984,7 @@ impl Shard {
         partition: u32,
         notice: &frame::HighWatermark<'_>,
     ) {
-        let Some(state) = self
-            .partitions
-            .get_mut(topic, i32::try_from(partition).unwrap_or(-1))
-        else {
-            return;
-        };
-        let handle = state.handle;
-        let Replica::Follower(link) = &mut state.replica else {
+        let Some((handle, link)) = self.follower_mut(topic, partition) else {
             return;
         };
         let before = link.core.high_watermark();
@@ -1003,14 +1005,7 @@ impl Shard {
         records: &[u8],
     ) {
         let now = Instant::now();
-        let Some(state) = self
-            .partitions
-            .get_mut(topic, i32::try_from(partition).unwrap_or(-1))
-        else {
-            return;
-        };
-        let handle = state.handle;
-        let Replica::Follower(link) = &mut state.replica else {
+        let Some((handle, link)) = self.follower_mut(topic, partition) else {
             return;
         };
         link.deadline = None;

@@ -16,8 +16,9 @@
 //! - every commit starts at a block boundary and holds whole batches back to back, with
 //!   contiguous offsets, followed by zero padding up to the next block boundary;
 //! - at most one commit is in flight per partition, and it is acknowledged only after its
-//!   write is durable (an `RWF_DSYNC` write, or a write then fdatasync), so only the last commit of the last segment can be torn,
-//!   and it spans at most `commit_bytes_max` bytes from its first block;
+//!   write is durable (an `RWF_DSYNC` write, or a write then fdatasync), so only the last
+//!   commit of the last segment can be torn, and it spans at most `commit_bytes_max` bytes
+//!   from its first block;
 //! - a torn write leaves every sector of that commit either written or as it was: zero, or
 //!   stale in a recycled segment.
 //!
