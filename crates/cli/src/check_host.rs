@@ -5,7 +5,8 @@
 //! feature, the limit to raise, or the file system that lacks O_DIRECT). The checks are the
 //! ones the server's startup depends on, in the order it meets them: kernel, io_uring,
 //! the write path (`direct` by default, `mmap` as the fallback), the memlock limit, the file
-//! system under the data directory, and the latency of one fdatasync, which every
+//! system under the data directory, how the CPUs idle (each wake-up of an idle CPU is on
+//! the path of a request at low load), and the latency of one fdatasync, which every
 //! acknowledged write waits for.
 //!
 //! Invariants: the checks write only inside temporary entries of the data directory
@@ -47,6 +48,11 @@ const MOUNTINFO_PATH: &str = "/proc/self/mountinfo";
 /// One directory per block device whose ext4 journal (jbd2) is running, named
 /// `<device>-<journal inode>`.
 const JBD2_PATH: &str = "/proc/fs/jbd2";
+/// Where the kernel describes CPUs and modules.
+const SYS_PATH: &str = "/sys";
+/// An enabled idle state with at least this exit latency is reported: the tuning guide's
+/// example threshold (C1 stays, C1E and deeper go).
+const IDLE_EXIT_LATENCY_WARN_US: u64 = 10;
 /// How long a test commit may wait for a spare segment or a tail buffer.
 const TRIAL_BACKPRESSURE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -144,6 +150,7 @@ pub fn run(args: &CheckHostArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     let mmap_passed = report.add(check_mmap_write_path(dir, direct_failed))? == Level::Pass;
     report.add(check_memlock())?;
     report.add(check_file_system(dir))?;
+    report.add(check_cpu_idle(Path::new(SYS_PATH)))?;
     report.add(check_fdatasync_latency(dir, alignment))?;
     let failed = report.count(Level::Fail);
     writeln!(
@@ -487,6 +494,133 @@ fn has_ext4_journal(device: &str) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// How the CPUs idle, from the cpuidle driver under `sys` (`/sys` outside tests). At queue
+/// depth 1 each request wakes an idle CPU several times (a node's thread when a message
+/// arrives, the thread waiting for a disk completion), so each wake-up's cost is added to
+/// every request.
+fn check_cpu_idle(sys: &Path) -> Check {
+    const NAME: &str = "cpu idle";
+    let cpuidle = sys.join("devices/system/cpu/cpuidle");
+    let Some(driver) = read_sys(&cpuidle.join("current_driver")) else {
+        return Check::new(
+            NAME,
+            Level::Pass,
+            "no cpuidle driver: the CPUs idle the architecture's default way",
+        );
+    };
+    let governor = read_sys(&cpuidle.join("current_governor"))
+        .map_or_else(String::new, |governor| format!(", governor {governor}"));
+    if driver == "haltpoll" {
+        // A virtual machine's driver: an idle vCPU polls for up to guest_halt_poll_ns, then
+        // halts, and waking a halted vCPU goes through the hypervisor.
+        let poll = sys.join("module/haltpoll/parameters/guest_halt_poll_ns");
+        return match read_sys(&poll).and_then(|text| text.parse::<u64>().ok()) {
+            Some(0) => Check::new(
+                NAME,
+                Level::Warn,
+                format!(
+                    "driver haltpoll{governor}, guest_halt_poll_ns 0: an idle vCPU halts at once, \
+                     and every wake-up of one exits to the hypervisor, tens of microseconds \
+                     added to each request at low load (88 us of a 1 KiB loopback round trip \
+                     against 15-24 us with polling, on a 2-vCPU VM); let idle vCPUs poll first, \
+                     e.g. echo 200000 > {} (tuning/README.md, section 4)",
+                    poll.display()
+                ),
+            ),
+            Some(nanoseconds) => Check::new(
+                NAME,
+                Level::Pass,
+                format!(
+                    "driver haltpoll{governor}: an idle vCPU polls up to {nanoseconds} ns \
+                     before it halts"
+                ),
+            ),
+            None => Check::new(
+                NAME,
+                Level::Pass,
+                format!("driver haltpoll{governor}; its poll time is unknown"),
+            ),
+        };
+    }
+    match deepest_enabled_idle_state(sys) {
+        Some(state) if state.exit_latency_us >= IDLE_EXIT_LATENCY_WARN_US => Check::new(
+            NAME,
+            Level::Warn,
+            format!(
+                "driver {driver}{governor}, idle states down to {} enabled ({} us to wake \
+                 from): a CPU woken from it adds up to that to a request; for the lowest \
+                 latency disable the deep states, e.g. cpupower idle-set -D {} \
+                 (tuning/README.md, section 4)",
+                state.name, state.exit_latency_us, IDLE_EXIT_LATENCY_WARN_US
+            ),
+        ),
+        Some(state) => Check::new(
+            NAME,
+            Level::Pass,
+            format!(
+                "driver {driver}{governor}, deepest enabled idle state {} ({} us to wake from)",
+                state.name, state.exit_latency_us
+            ),
+        ),
+        None => Check::new(
+            NAME,
+            Level::Pass,
+            format!("driver {driver}{governor}, no enabled idle state listed"),
+        ),
+    }
+}
+
+/// One idle state of a CPU (`cpuN/cpuidle/stateM`).
+struct IdleState {
+    name: String,
+    exit_latency_us: u64,
+}
+
+/// The enabled idle state with the longest exit latency over every CPU under `sys`.
+fn deepest_enabled_idle_state(sys: &Path) -> Option<IdleState> {
+    let cpus = fs::read_dir(sys.join("devices/system/cpu")).ok()?;
+    let mut deepest: Option<IdleState> = None;
+    for cpu in cpus.flatten() {
+        let is_cpu = cpu
+            .file_name()
+            .to_str()
+            .and_then(|name| name.strip_prefix("cpu"))
+            .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
+        let Ok(states) = fs::read_dir(cpu.path().join("cpuidle")) else {
+            continue;
+        };
+        for state in states.flatten().filter(|_| is_cpu) {
+            let dir = state.path();
+            if read_sys(&dir.join("disable")).as_deref() == Some("1") {
+                continue;
+            }
+            let (Some(name), Some(exit_latency_us)) = (
+                read_sys(&dir.join("name")),
+                read_sys(&dir.join("latency")).and_then(|text| text.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            if deepest
+                .as_ref()
+                .is_none_or(|deepest| exit_latency_us > deepest.exit_latency_us)
+            {
+                deepest = Some(IdleState {
+                    name,
+                    exit_latency_us,
+                });
+            }
+        }
+    }
+    deepest
+}
+
+/// A sysfs attribute, trimmed; None if it cannot be read or is empty.
+fn read_sys(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 fn check_memlock() -> Check {
     const NAME: &str = "memlock";
     match memlock_limit_bytes() {
@@ -665,5 +799,88 @@ mod tests {
         assert!(parse_mountinfo_line("36 35 98:0 / /mnt rw").is_none());
         assert_eq!(unescape_mountinfo(r"a\134b\011c"), "a\\b\tc");
         assert_eq!(unescape_mountinfo(r"trailing\04"), r"trailing\04");
+    }
+
+    /// A fake `/sys` under `root` with `files` (relative path, contents).
+    fn fake_sys(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (path, contents) in files {
+            let path = root.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, format!("{contents}\n")).unwrap();
+        }
+        root
+    }
+
+    const CPUIDLE_DRIVER: &str = "devices/system/cpu/cpuidle/current_driver";
+    const HALT_POLL_NS: &str = "module/haltpoll/parameters/guest_halt_poll_ns";
+
+    // Checks that a VM whose idle vCPUs halt without polling (haltpoll, guest_halt_poll_ns
+    // 0, as on this machine's VMs) is warned about with the parameter to set, and that one
+    // that polls passes with its poll time.
+    #[test]
+    fn cpu_idle_warns_about_a_vm_that_halts_without_polling() {
+        let sys = fake_sys(&[(CPUIDLE_DRIVER, "haltpoll"), (HALT_POLL_NS, "0")]);
+        let check = check_cpu_idle(sys.path());
+        assert_eq!(check.level, Level::Warn, "{}", check.message);
+        assert!(
+            check.message.contains("guest_halt_poll_ns 0"),
+            "{}",
+            check.message
+        );
+        assert!(check.message.contains(HALT_POLL_NS), "{}", check.message);
+        let sys = fake_sys(&[(CPUIDLE_DRIVER, "haltpoll"), (HALT_POLL_NS, "200000")]);
+        let check = check_cpu_idle(sys.path());
+        assert_eq!(check.level, Level::Pass, "{}", check.message);
+        assert!(check.message.contains("200000 ns"), "{}", check.message);
+    }
+
+    // Checks that on a host with C-states the deepest enabled one over all CPUs is found
+    // (a disabled deeper state and non-CPU directories ignored), that it is warned about
+    // from 10 us of exit latency, and that shallow states pass.
+    #[test]
+    fn cpu_idle_reports_the_deepest_enabled_state() {
+        let deep = [
+            (CPUIDLE_DRIVER, "intel_idle"),
+            ("devices/system/cpu/cpu0/cpuidle/state0/name", "POLL"),
+            ("devices/system/cpu/cpu0/cpuidle/state0/latency", "0"),
+            ("devices/system/cpu/cpu0/cpuidle/state1/name", "C1"),
+            ("devices/system/cpu/cpu0/cpuidle/state1/latency", "2"),
+            ("devices/system/cpu/cpu1/cpuidle/state2/name", "C6"),
+            ("devices/system/cpu/cpu1/cpuidle/state2/latency", "133"),
+            ("devices/system/cpu/cpu1/cpuidle/state2/disable", "0"),
+            ("devices/system/cpu/cpu1/cpuidle/state3/name", "C10"),
+            ("devices/system/cpu/cpu1/cpuidle/state3/latency", "890"),
+            ("devices/system/cpu/cpu1/cpuidle/state3/disable", "1"),
+            ("devices/system/cpu/cpufreq/cpuidle/state9/name", "X"),
+            ("devices/system/cpu/cpufreq/cpuidle/state9/latency", "5000"),
+        ];
+        let sys = fake_sys(&deep);
+        let check = check_cpu_idle(sys.path());
+        assert_eq!(check.level, Level::Warn, "{}", check.message);
+        assert!(
+            check.message.contains("C6 enabled (133 us"),
+            "{}",
+            check.message
+        );
+        let shallow = &deep[..5];
+        let sys = fake_sys(shallow);
+        let check = check_cpu_idle(sys.path());
+        assert_eq!(check.level, Level::Pass, "{}", check.message);
+        assert!(check.message.contains("C1 (2 us"), "{}", check.message);
+    }
+
+    // Checks that a host without a cpuidle driver (some VMs, containers without /sys)
+    // passes and says so.
+    #[test]
+    fn cpu_idle_passes_without_a_driver() {
+        let sys = fake_sys(&[]);
+        let check = check_cpu_idle(sys.path());
+        assert_eq!(check.level, Level::Pass);
+        assert!(
+            check.message.contains("no cpuidle driver"),
+            "{}",
+            check.message
+        );
     }
 }

@@ -17,8 +17,9 @@ use ringlog_types::units::MIB;
 const IMAGE_SIZE_BYTES: u64 = 64 * MIB;
 
 // Checks that a data directory on ext4 (/tmp here, kernel 6.18) passes every check that
-// can fail (exit 0), that both write paths made a test commit, and that the checks leave
-// nothing behind in the directory.
+// can fail (exit 0), that both write paths made a test commit, that the CPU idle check
+// names the cpuidle driver or its absence, and that the checks leave nothing behind in the
+// directory.
 #[test]
 fn passes_on_a_file_system_with_o_direct() {
     let data_dir = tempfile::tempdir_in("/tmp").unwrap();
@@ -32,6 +33,14 @@ fn passes_on_a_file_system_with_o_direct() {
     assert!(text.contains("PASS  direct write path"), "{text}");
     assert!(text.contains("PASS  mmap write path"), "{text}");
     assert!(text.contains("PASS  io_uring"), "{text}");
+    let idle = text
+        .lines()
+        .find(|line| line.contains("  cpu idle "))
+        .unwrap_or_else(|| panic!("no cpu idle line: {text}"));
+    assert!(
+        idle.contains("driver ") || idle.contains("no cpuidle driver"),
+        "{idle}"
+    );
     assert!(!text.contains("FAIL"), "{text}");
     assert_eq!(
         fs::read_dir(data_dir.path()).unwrap().count(),
