@@ -27,6 +27,11 @@ pub struct Environment {
     /// Which CPUs those are, as the kernel lists them ("0-1"), or "unknown". The default
     /// mode's report says in `cluster` which of them each node and the load generator used.
     pub cpus_allowed: String,
+    /// How idle CPUs wait: the cpuidle driver, and for a VM's `haltpoll` how long an idle
+    /// vCPU polls before it halts ("haltpoll, guest_halt_poll_ns 0"); "none" without a
+    /// driver. Every wake-up of a halted vCPU goes through the hypervisor, which the
+    /// baselines' round trips include.
+    pub cpu_idle: String,
     /// File system type of the data directory, e.g. "ext4".
     pub filesystem: String,
     /// Mount options of that file system: per-mount options, then superblock options.
@@ -70,6 +75,7 @@ impl Environment {
                 .ok()
                 .and_then(|status| cpus_allowed_list(&status))
                 .unwrap_or_else(unknown),
+            cpu_idle: cpu_idle(Path::new("/sys")),
             filesystem: mount.map_or_else(unknown, |mount| mount.filesystem.clone()),
             mount_options: mount.map_or_else(unknown, MountEntry::options),
             mount_point: mount.map_or_else(unknown, |mount| display(&mount.mount_point)),
@@ -112,6 +118,19 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
             })
         })
         .map(str::to_owned)
+}
+
+/// The cpuidle driver under `sys` (`/sys` outside tests), with `haltpoll`'s poll time.
+fn cpu_idle(sys: &Path) -> String {
+    let Some(driver) = read_trimmed(sys.join("devices/system/cpu/cpuidle/current_driver")) else {
+        return "none".to_owned();
+    };
+    if driver != "haltpoll" {
+        return driver;
+    }
+    let poll = read_trimmed(sys.join("module/haltpoll/parameters/guest_halt_poll_ns"))
+        .unwrap_or_else(unknown);
+    format!("haltpoll, guest_halt_poll_ns {poll}")
 }
 
 /// The `Cpus_allowed_list` of a `/proc/<pid>/status` text.
@@ -342,6 +361,24 @@ mod tests {
         let arm = "processor\t: 0\nBogoMIPS\t: 50.00\n\nModel\t\t: Raspberry Pi 4\n";
         assert_eq!(cpu_model(arm).as_deref(), Some("Raspberry Pi 4"));
         assert_eq!(cpu_model("processor\t: 0\n"), None);
+    }
+
+    // Checks that the cpuidle driver is named, with the poll time for haltpoll, and that a
+    // host without a driver says "none".
+    #[test]
+    fn names_the_cpu_idle_driver() {
+        let sys = tempfile::tempdir().unwrap();
+        assert_eq!(cpu_idle(sys.path()), "none");
+        let cpuidle = sys.path().join("devices/system/cpu/cpuidle");
+        fs::create_dir_all(&cpuidle).unwrap();
+        fs::write(cpuidle.join("current_driver"), "intel_idle\n").unwrap();
+        assert_eq!(cpu_idle(sys.path()), "intel_idle");
+        fs::write(cpuidle.join("current_driver"), "haltpoll\n").unwrap();
+        assert_eq!(cpu_idle(sys.path()), "haltpoll, guest_halt_poll_ns unknown");
+        let parameters = sys.path().join("module/haltpoll/parameters");
+        fs::create_dir_all(&parameters).unwrap();
+        fs::write(parameters.join("guest_halt_poll_ns"), "0\n").unwrap();
+        assert_eq!(cpu_idle(sys.path()), "haltpoll, guest_halt_poll_ns 0");
     }
 
     // Runs against this machine: the root directory always has a mount and a kernel.

@@ -224,6 +224,7 @@ fn render_environment(environment: &Environment, lines: &mut Vec<String>) {
         "  cpu          {}, {} cores (CPUs {})",
         environment.cpu, environment.cores, environment.cpus_allowed
     ));
+    lines.push(format!("  cpu idle     {}", environment.cpu_idle));
     lines.push(format!(
         "  file system  {} on {} ({})",
         environment.filesystem, environment.mount_point, environment.mount_options
