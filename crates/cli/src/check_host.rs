@@ -4,10 +4,10 @@
 //! passed, what to do (STYLE.md section 6: a failed startup check names the missing kernel
 //! feature, the limit to raise, or the file system that lacks O_DIRECT). The checks are the
 //! ones the server's startup depends on, in the order it meets them: kernel, io_uring,
-//! the write path (`direct` by default, `mmap` as the fallback), the memlock limit, the file
-//! system under the data directory, how the CPUs idle (each wake-up of an idle CPU is on
-//! the path of a request at low load), and the latency of one fdatasync, which every
-//! acknowledged write waits for.
+//! the write path (`direct` by default, `mmap` as the fallback), the memlock limit and the
+//! file system under the data directory; then two that set its latency: how the CPUs idle
+//! (each wake-up of an idle CPU is on the path of a request at low load) and one
+//! fdatasync, which every acknowledged write waits for.
 //!
 //! Invariants: the checks write only inside temporary entries of the data directory
 //! (`.ringlog-check-host-<pid>-*`), which are removed before the command returns, also when
@@ -521,7 +521,7 @@ fn check_cpu_idle(sys: &Path) -> Check {
                 format!(
                     "driver haltpoll{governor}, guest_halt_poll_ns 0: an idle vCPU halts at once, \
                      and every wake-up of one exits to the hypervisor, tens of microseconds \
-                     added to each request at low load (88 us of a 1 KiB loopback round trip \
+                     added to each request at low load (85-89 us for a 1 KiB loopback round trip \
                      against 15-24 us with polling, on a 2-vCPU VM); let idle vCPUs poll first, \
                      e.g. echo 200000 > {} (tuning/README.md, section 4)",
                     poll.display()
@@ -586,10 +586,13 @@ fn deepest_enabled_idle_state(sys: &Path) -> Option<IdleState> {
             .to_str()
             .and_then(|name| name.strip_prefix("cpu"))
             .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
+        if !is_cpu {
+            continue;
+        }
         let Ok(states) = fs::read_dir(cpu.path().join("cpuidle")) else {
             continue;
         };
-        for state in states.flatten().filter(|_| is_cpu) {
+        for state in states.flatten() {
             let dir = state.path();
             if read_sys(&dir.join("disable")).as_deref() == Some("1") {
                 continue;
