@@ -20,22 +20,19 @@
 //! response that carried it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use ringlog_batch::{peek_size_bytes, records, validate};
 
+use crate::kafka_connection::KafkaConnection;
 use crate::latency::{duration_us, new_histogram};
 use crate::load_generator::{pin_current_thread, read_value_header, RunClock, Window};
 
@@ -48,8 +45,6 @@ const FETCH_MAX_WAIT: Duration = Duration::from_millis(100);
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 /// Bytes per partition in one fetch response at most.
 const PARTITION_MAX_BYTES: i32 = 4 << 20;
-/// Largest response frame accepted.
-const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// Limit on connecting and on one answer beyond the fetch's own wait.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a partition error (the follower may not know a new topic for a moment).
@@ -125,7 +120,12 @@ impl E2eConsumer {
     /// (or its deadline passed).
     pub fn run(&self, control: &E2eControl) -> anyhow::Result<E2eOutcome> {
         pin_current_thread(self.cpu);
-        let mut connection = FetchConnection::open(&self.address)?;
+        let mut connection = KafkaConnection::open(
+            &self.address,
+            CLIENT_ID,
+            IO_TIMEOUT,
+            IO_TIMEOUT + FETCH_MAX_WAIT,
+        )?;
         let mut positions: BTreeMap<i32, i64> = (0..self.partitions).map(|p| (p, 0)).collect();
         let mut outcome = E2eOutcome {
             histogram: new_histogram(),
@@ -144,7 +144,7 @@ impl E2eConsumer {
                 }
             }
             let request = fetch_request(&self.topic, &positions);
-            let response = connection.call(&request)?;
+            let response = connection.call(&request, FETCH_VERSION)?;
             let arrived = Instant::now();
             outcome.fetches += 1;
             let errors = self.read_response(&response, arrived, &mut positions, &mut outcome)?;
@@ -289,79 +289,6 @@ fn fetch_request(topic: &str, positions: &BTreeMap<i32, i64>) -> FetchRequest {
     request.session_epoch = -1;
     request.topics = vec![fetch_topic];
     request
-}
-
-/// One blocking Kafka connection used one request at a time.
-struct FetchConnection {
-    stream: TcpStream,
-    address: String,
-    correlation_id: i32,
-}
-
-impl FetchConnection {
-    fn open(address: &str) -> anyhow::Result<FetchConnection> {
-        let socket = address
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {address}"))?
-            .next()
-            .with_context(|| format!("{address} resolves to nothing"))?;
-        let stream = TcpStream::connect_timeout(&socket, IO_TIMEOUT)
-            .with_context(|| format!("connecting to {address} (the end-to-end consumer)"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT + FETCH_MAX_WAIT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(FetchConnection {
-            stream,
-            address: address.to_owned(),
-            correlation_id: 0,
-        })
-    }
-
-    /// Sends `request` and reads its response.
-    #[allow(clippy::big_endian_bytes)] // Kafka frames are big-endian.
-    fn call(&mut self, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let mut header = RequestHeader::default();
-        header.request_api_key = 1;
-        header.request_api_version = FETCH_VERSION;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str(CLIENT_ID));
-        let mut buffer = BytesMut::new();
-        buffer.extend_from_slice(&[0; 4]);
-        header
-            .encode(&mut buffer, FetchRequest::header_version(FETCH_VERSION))
-            .and_then(|()| request.encode(&mut buffer, FETCH_VERSION))
-            .map_err(|error| anyhow::anyhow!("encoding a Fetch request: {error}"))?;
-        let size = u32::try_from(buffer.len() - 4).context("request size")?;
-        buffer[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream
-            .write_all(&buffer)
-            .with_context(|| format!("sending a Fetch to {}", self.address))?;
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .with_context(|| format!("reading a Fetch answer from {}", self.address))?;
-        let size = usize::try_from(u32::from_be_bytes(size)).context("answer size")?;
-        if size > RESPONSE_BYTES_MAX {
-            bail!("{} answered a Fetch with {size} bytes", self.address);
-        }
-        let mut frame = vec![0; size];
-        self.stream.read_exact(&mut frame)?;
-        let mut frame = Bytes::from(frame);
-        let header_version = <FetchResponse as HeaderVersion>::header_version(FETCH_VERSION);
-        let header = ResponseHeader::decode(&mut frame, header_version)
-            .map_err(|error| anyhow::anyhow!("decoding a Fetch answer's header: {error}"))?;
-        if header.correlation_id != self.correlation_id {
-            bail!(
-                "{} answered correlation id {} where {} was expected",
-                self.address,
-                header.correlation_id,
-                self.correlation_id
-            );
-        }
-        FetchResponse::decode(&mut frame, FETCH_VERSION)
-            .map_err(|error| anyhow::anyhow!("decoding a Fetch answer: {error}"))
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod data_dir;
 mod environment;
 mod follower_fetch;
 mod hgrm;
+mod kafka_connection;
 mod latency;
 mod load_generator;
 mod loopback;

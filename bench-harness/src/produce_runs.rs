@@ -1,14 +1,16 @@
 //! The single-node produce scenarios: a `ringlog serve` child process on loopback, driven
-//! through `ringlog-client` with acks=1, for each write path, in the same run as the WAL-only
-//! runs and the baselines they are compared with.
+//! with acks=1, for each write path, in the same run as the WAL-only runs and the baselines
+//! they are compared with.
 //!
-//! - `produce_qd1`: one producer sends one 1 KiB record per Produce request and waits for its
-//!   answer before the next (queue depth 1). Latency from `send` to the receipt resolving.
-//!   Judged against `wal_qd1` (the same 1 KiB batch appended to the log alone) plus two
-//!   loopback round trips and 50 µs of request handling.
-//! - `produce_saturated`: `producers` threads, each with its own producer (one connection)
-//!   and up to `in_flight_max` requests in flight, send 16 KiB batches of 16 records of 1 KiB
-//!   as fast as the node answers. Records/s, MB/s and per-request latency, from the request
+//! - `produce_qd1`: one 1 KiB record per Produce request, each sent when the previous one is
+//!   answered (queue depth 1), over one blocking connection on one thread (`time_qd1`,
+//!   `KafkaConnection`), the way the loopback baseline times its round trip. Latency from
+//!   building the request to reading its answer. Judged against `wal_qd1` (the same 1 KiB
+//!   batch appended to the log alone) plus two loopback round trips and 50 µs of request
+//!   handling.
+//! - `produce_saturated`: `producers` threads, each with its own `ringlog-client` producer
+//!   (one connection) and up to `in_flight_max` requests in flight, send 16 KiB batches of
+//!   16 records of 1 KiB as fast as the node answers. Records/s, MB/s and per-request latency, from the request
 //!   being written to its answer. Judged against `wal_saturated` at 16 KiB (>= 50% of its
 //!   MB/s).
 //!
@@ -33,14 +35,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use ringlog_batch::BatchBuilder;
 use ringlog_client::{
-    now_ms, Acks, Client, ClientOptions, OffsetSpec, Producer, ProducerOptions, ProducerRecord,
-    Receipt, BATCH_SIZE_BYTES_DEFAULT,
+    now_ms, Acks, ApiKey, Client, ClientOptions, OffsetSpec, Producer, ProducerOptions,
+    ProducerRecord, Receipt, BATCH_SIZE_BYTES_DEFAULT,
 };
 use ringlog_types::units::KIB;
 use serde_json::{json, Map};
 
+use crate::kafka_connection::KafkaConnection;
 use crate::latency::{new_histogram, record_us};
 use crate::options::{ProduceOptions, WritePathName};
 use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunRef, RunResult, Target};
@@ -63,6 +68,8 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// Longest the saturated run goes on warming up, after `--warmup-secs`, for its partition to
 /// reach the retention limit.
 const RETENTION_WAIT_MAX: Duration = Duration::from_secs(30);
+/// `client_id` of the queue-depth-1 loops' requests.
+const QD1_CLIENT_ID: &str = "ringlog-bench-qd1";
 /// Pause between two ListOffsets EARLIEST probes of the warm-up.
 const RETENTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -187,31 +194,69 @@ impl Measured {
 
 /// One record per request, each sent when the previous one is acknowledged.
 fn run_qd1(client: &Client, topic: &str, options: &ProduceOptions) -> anyhow::Result<Measured> {
-    let producer = Producer::new(
+    let timed = time_qd1(
         client,
-        ProducerOptions {
-            acks: Acks::Leader,
-            batch_size_bytes: BATCH_SIZE_BYTES_DEFAULT,
-            linger: LINGER,
-            in_flight_max: 1,
-        },
-    );
+        topic,
+        Acks::Leader,
+        options.wal.warmup,
+        options.wal.duration,
+    )?;
+    Ok(Measured {
+        scenario: "produce_qd1",
+        batch_bytes: QD1_BATCH_BYTES,
+        concurrency: 1,
+        histogram: timed.histogram,
+        acked_requests: timed.acked_requests,
+        elapsed: timed.elapsed,
+        extra: Map::new(),
+    })
+}
+
+/// What a queue-depth-1 loop measured (`time_qd1`).
+pub(crate) struct Qd1Timing {
+    /// Latency of each measured request, µs.
+    pub histogram: Histogram<u64>,
+    /// Requests answered in the measured part.
+    pub acked_requests: u64,
+    /// Length of the measured part.
+    pub elapsed: Duration,
+}
+
+/// Sends one 1 KiB record per Produce request to `topic[0]` with `acks`, the next when the
+/// previous is answered: `warmup` unmeasured, then `duration` measured, each request timed
+/// from just before its batch is built to its answer. One blocking connection to the
+/// partition's leader, on this thread (`KafkaConnection`): the loopback baseline's way of
+/// timing a round trip.
+pub(crate) fn time_qd1(
+    client: &Client,
+    topic: &str,
+    acks: Acks,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Qd1Timing> {
+    let leader = client.metadata().leader(topic, 0)?.address();
+    let request_timeout = ClientOptions::default().request_timeout;
+    let mut connection = KafkaConnection::open(
+        &leader,
+        QD1_CLIENT_ID,
+        ClientOptions::default().connect_timeout,
+        request_timeout,
+    )?;
+    let version = client.versions().get(ApiKey::Produce);
     let value = vec![b'r'; record_value_bytes(QD1_BATCH_BYTES)];
+    let mut builder = BatchBuilder::new(now_ms());
     let mut histogram = new_histogram();
     let mut acked_requests = 0;
     let mut produce_for = |duration: Duration, measure: bool| -> anyhow::Result<Duration> {
         let started = Instant::now();
         let deadline = started + duration;
         while Instant::now() < deadline {
-            let record = ProducerRecord {
-                key: None,
-                value: Some(&value),
-                headers: &[],
-                timestamp_ms: now_ms(),
-            };
             let sent = Instant::now();
-            // Waiting on the receipt sends its batch at once: one record per request.
-            producer.send(topic, 0, &record)?.wait()?;
+            let timestamp_ms = now_ms();
+            builder.reset(timestamp_ms);
+            builder.push(timestamp_ms, None, Some(&value), &[]);
+            let batch = Bytes::from(builder.build());
+            connection.produce(topic, 0, batch, acks, request_timeout, version)?;
             if measure {
                 record_us(&mut histogram, sent.elapsed());
                 acked_requests += 1;
@@ -219,16 +264,12 @@ fn run_qd1(client: &Client, topic: &str, options: &ProduceOptions) -> anyhow::Re
         }
         Ok(started.elapsed())
     };
-    produce_for(options.wal.warmup, false)?;
-    let elapsed = produce_for(options.wal.duration, true)?;
-    Ok(Measured {
-        scenario: "produce_qd1",
-        batch_bytes: QD1_BATCH_BYTES,
-        concurrency: 1,
+    produce_for(warmup, false)?;
+    let elapsed = produce_for(duration, true)?;
+    Ok(Qd1Timing {
         histogram,
         acked_requests,
         elapsed,
-        extra: Map::new(),
     })
 }
 

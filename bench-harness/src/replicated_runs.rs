@@ -1,6 +1,6 @@
 //! The replicated scenarios: a static cluster of three `ringlog serve` processes on
-//! 127.0.0.1, 127.0.0.2 and 127.0.0.3 (node 1 leads), driven through `ringlog-client` with
-//! acks=-1 under each topic ack mode, per write path (DESIGN.md sections 4 and 8).
+//! 127.0.0.1, 127.0.0.2 and 127.0.0.3 (node 1 leads), driven with acks=-1 under each topic
+//! ack mode, per write path (DESIGN.md sections 4 and 8).
 //!
 //! For every ack mode the leader gets one topic of one partition, replication factor 3,
 //! `min_insync_replicas` 2, and that `ack_mode`, and two runs of the same shapes as
@@ -12,7 +12,8 @@
 //! the previous run's replication backlog or with hundreds of MiB of background zeroes.
 //!
 //! - `replicated_qd1`: one 1 KiB record per Produce request, the next sent when the previous
-//!   is answered. Latency from `send` to the answer. Compared at p50 and p99 with the 4 KiB
+//!   is answered, over one blocking connection to the leader (`produce_runs::time_qd1`).
+//!   Latency from building the request to reading its answer. Compared at p50 and p99 with the 4 KiB
 //!   fdatasync baseline plus the loopback 1 KiB round trip at the same percentile
 //!   (`Comparison::LatencyQd1PlusRtt`); `sync` must stay within 2x at both.
 //! - `replicated_saturated`: `producers` threads with up to `in_flight_max` requests in
@@ -43,20 +44,19 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
 use ringlog_client::{
-    now_ms, Acks, Client, ClientOptions, Producer, ProducerOptions, ProducerRecord,
-    BATCH_SIZE_BYTES_DEFAULT,
+    Acks, Client, ClientOptions, Producer, ProducerOptions, BATCH_SIZE_BYTES_DEFAULT,
 };
 use serde_json::{json, Map, Value};
 
-use crate::latency::{new_histogram, record_us};
+use crate::latency::new_histogram;
 use crate::options::{AckModeName, ReplicatedOptions, WritePathName};
 use crate::produce_runs::{
-    encoded_batch_bytes, send_saturated, SenderCounts, Window, LINGER, QD1_BATCH_BYTES,
+    encoded_batch_bytes, send_saturated, time_qd1, SenderCounts, Window, LINGER, QD1_BATCH_BYTES,
     SATURATED_BATCH_BYTES,
 };
 use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult, Target};
 use crate::server_process::{ClusterProcess, ClusterSpec};
-use crate::wal_runs::{record_value_bytes, records_per_batch};
+use crate::wal_runs::records_per_batch;
 
 /// Nodes of the cluster, and replicas of every topic.
 pub const NODE_COUNT: u32 = 3;
@@ -498,48 +498,16 @@ fn run_qd1(
     acks: Acks,
     options: &ReplicatedOptions,
 ) -> anyhow::Result<Measured> {
-    let producer = Producer::new(
-        client,
-        ProducerOptions {
-            acks,
-            batch_size_bytes: BATCH_SIZE_BYTES_DEFAULT,
-            linger: LINGER,
-            in_flight_max: 1,
-        },
-    );
-    let value = vec![b'r'; record_value_bytes(QD1_BATCH_BYTES)];
-    let mut histogram = new_histogram();
-    let mut acked_requests = 0;
-    let mut produce_for = |duration: Duration, measure: bool| -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        let deadline = started + duration;
-        while Instant::now() < deadline {
-            let record = ProducerRecord {
-                key: None,
-                value: Some(&value),
-                headers: &[],
-                timestamp_ms: now_ms(),
-            };
-            let sent = Instant::now();
-            // Waiting on the receipt sends its batch at once: one record per request.
-            producer.send(topic, 0, &record)?.wait()?;
-            if measure {
-                record_us(&mut histogram, sent.elapsed());
-                acked_requests += 1;
-            }
-        }
-        Ok(started.elapsed())
-    };
-    produce_for(options.produce.wal.warmup, false)?;
-    let elapsed = produce_for(options.produce.wal.duration, true)?;
+    let wal = &options.produce.wal;
+    let timed = time_qd1(client, topic, acks, wal.warmup, wal.duration)?;
     Ok(Measured {
         scenario: "replicated_qd1",
         acks,
         batch_bytes: QD1_BATCH_BYTES,
         concurrency: 1,
-        histogram,
-        acked_requests,
-        elapsed,
+        histogram: timed.histogram,
+        acked_requests: timed.acked_requests,
+        elapsed: timed.elapsed,
         extra: Map::new(),
     })
 }

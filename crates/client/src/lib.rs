@@ -73,5 +73,5 @@ pub use producer::{
     now_ms, Acks, Producer, ProducerOptions, ProducerRecord, Receipt, BATCH_SIZE_BYTES_DEFAULT,
     IN_FLIGHT_MAX_DEFAULT, IN_FLIGHT_MAX_LIMIT,
 };
-pub use ringlog_kafka::ErrorCode;
+pub use ringlog_kafka::{ApiKey, ErrorCode};
 pub use versions::{Versions, CLIENT_VERSIONS};
