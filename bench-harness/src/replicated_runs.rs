@@ -7,14 +7,15 @@
 //! `produce_qd1` and `produce_saturated` (produce_runs.rs) are measured on it with acks=-1.
 //! Before each run the cluster is left to settle (`settle`): the leader's `/metrics` shows
 //! all three replicas in the partition's ISR and no follower behind on any partition, and
-//! no node is zero-filling a spare segment (no `.spare-*.tmp` file in the bench's node
-//! directories, docs/wal-format.md). So a run shares neither the device nor the cores with
-//! the previous run's replication backlog or with hundreds of MiB of background zeroes.
+//! every partition of every node has its filled spare segment ready and none is being
+//! zero-filled (`spares_not_ready`, docs/wal-format.md). So a run shares neither the device
+//! nor the cores with the previous run's replication backlog or with hundreds of MiB of
+//! background zeroes.
 //!
 //! - `replicated_qd1`: one 1 KiB record per Produce request, the next sent when the previous
 //!   is answered, over one blocking connection to the leader (`produce_runs::time_qd1`).
-//!   Latency from building the request to reading its answer. Compared at p50 and p99 with the 4 KiB
-//!   fdatasync baseline plus the loopback 1 KiB round trip at the same percentile
+//!   Latency from building the request to reading its answer. Compared at p50 and p99 with
+//!   the 4 KiB fdatasync baseline plus the loopback 1 KiB round trip at the same percentile
 //!   (`Comparison::LatencyQd1PlusRtt`); `sync` must stay within 2x at both.
 //! - `replicated_saturated`: `producers` threads with up to `in_flight_max` requests in
 //!   flight each, 16 KiB batches of 16 records (`produce_runs::send_saturated`). Records/s,
@@ -210,7 +211,8 @@ fn create_topic(
 
 /// Waits until the cluster is quiet enough to measure on `topic`: its ISR holds every
 /// replica, no follower is behind on any partition (`ringlog_follower_lag_records` all 0),
-/// and no node is zero-filling a spare segment under `dir`. Returns how long that took.
+/// and every node's spare segments under `dir` are filled (`spares_not_ready`). Returns how
+/// long that took.
 fn settle(cluster: &mut ClusterProcess, dir: &Path, topic: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let deadline = started + SETTLE_WAIT_MAX;
@@ -220,14 +222,14 @@ fn settle(cluster: &mut ClusterProcess, dir: &Path, topic: &str) -> anyhow::Resu
         let metrics = cluster.leader().http_get("/metrics")?;
         let isr_size = metric_value(&metrics, &isr_series);
         let lag_records = follower_lag_records(&metrics);
-        let filling = spares_being_filled(dir);
-        if isr_size == Some(u64::from(NODE_COUNT)) && lag_records == 0 && filling.is_empty() {
+        let spares = spares_not_ready(dir);
+        if isr_size == Some(u64::from(NODE_COUNT)) && lag_records == 0 && spares.is_empty() {
             return Ok(started.elapsed());
         }
         if Instant::now() >= deadline {
             bail!(
                 "the cluster did not settle within {} s: {isr_series} {isr_size:?}, followers \
-                 {lag_records} records behind in all, spares being filled: {filling:?}",
+                 {lag_records} records behind in all, spares not ready: {spares:?}",
                 SETTLE_WAIT_MAX.as_secs()
             );
         }
@@ -245,11 +247,15 @@ fn follower_lag_records(metrics: &str) -> u64 {
         .sum()
 }
 
-/// The spare segments being zero-filled in any partition directory of any node under `dir`
-/// (`<dir>/n<id>/data/<partition>/.spare-N.tmp`, docs/wal-format.md); the directories are
-/// the bench's own.
-pub(crate) fn spares_being_filled(dir: &Path) -> Vec<PathBuf> {
-    let mut filling = Vec::new();
+/// What keeps the nodes' spare segments from being settled under `dir`: each spare still
+/// being zero-filled (`<dir>/n<id>/data/<partition>/.spare-N.tmp`, docs/wal-format.md), and
+/// each partition directory (one holding a segment) with no filled spare (`.spare-N.log`)
+/// yet. A partition keeps a filled spare ready, and the next fill starts only after a new
+/// segment took the last one, so a moment with no fill running is not enough: a new
+/// partition's second fill starts after its first spare became its first segment. The
+/// directories are the bench's own.
+pub(crate) fn spares_not_ready(dir: &Path) -> Vec<PathBuf> {
+    let mut not_ready = Vec::new();
     for id in 1..=NODE_COUNT {
         let data_dir = dir.join(format!("n{id}")).join("data");
         let Ok(partitions) = std::fs::read_dir(&data_dir) else {
@@ -259,20 +265,50 @@ pub(crate) fn spares_being_filled(dir: &Path) -> Vec<PathBuf> {
             let Ok(files) = std::fs::read_dir(partition.path()) else {
                 continue;
             };
-            filling.extend(
-                files
-                    .flatten()
-                    .filter(|file| is_spare_being_filled(&file.file_name().to_string_lossy()))
-                    .map(|file| file.path()),
-            );
+            let mut has_segment = false;
+            let mut has_spare = false;
+            for file in files.flatten() {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                match spare_file_kind(&name) {
+                    Some(SpareFile::Filling) => not_ready.push(file.path()),
+                    Some(SpareFile::Ready) => has_spare = true,
+                    None => has_segment |= is_segment_file(&name),
+                }
+            }
+            if has_segment && !has_spare {
+                not_ready.push(partition.path());
+            }
         }
     }
-    filling
+    not_ready
 }
 
-/// `.spare-<base>.tmp`: a spare segment the housekeeper is still zero-filling.
-fn is_spare_being_filled(file_name: &str) -> bool {
-    file_name.starts_with(".spare-") && file_name.ends_with(".tmp")
+/// A spare segment's file, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SpareFile {
+    /// `.spare-<n>.tmp`: the housekeeper is still zero-filling it.
+    Filling,
+    /// `.spare-<n>.log`: filled, ready for the next segment.
+    Ready,
+}
+
+fn spare_file_kind(file_name: &str) -> Option<SpareFile> {
+    let rest = file_name.strip_prefix(".spare-")?;
+    if rest.ends_with(".tmp") {
+        Some(SpareFile::Filling)
+    } else if rest.ends_with(".log") {
+        Some(SpareFile::Ready)
+    } else {
+        None
+    }
+}
+
+/// `<20 digits>.log`: a segment, named by its base offset.
+fn is_segment_file(file_name: &str) -> bool {
+    file_name
+        .strip_suffix(".log")
+        .is_some_and(|base| base.len() == 20 && base.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The CreateTopics configs of a topic with `ack_mode` (docs/replication.md#topic-settings).
@@ -669,26 +705,51 @@ ringlog_follower_in_isr{partition=\"replicated-sync-10\",follower=\"2\"} 0
         assert_eq!(follower_lag_records(lagging), 12);
     }
 
-    // Only a spare still being filled counts: not a filled spare, a segment or another file,
-    // in any node's partition directories.
+    // A spare being filled is not ready, and neither is a partition directory with segments
+    // but no filled spare; a directory without segments (the trash) needs no spare.
     #[test]
-    fn finds_spares_being_filled() {
-        assert!(is_spare_being_filled(".spare-00000000000000000008.tmp"));
-        assert!(!is_spare_being_filled(".spare-00000000000000000007.log"));
-        assert!(!is_spare_being_filled("00000000000000000000.log"));
-        assert!(!is_spare_being_filled("x.tmp"));
-        let scratch = tempfile::tempdir().unwrap();
-        assert!(spares_being_filled(scratch.path()).is_empty());
-        let partition = scratch.path().join("n3/data/replicated-sync-0");
-        std::fs::create_dir_all(&partition).unwrap();
-        std::fs::write(partition.join(".spare-1.log"), b"").unwrap();
-        std::fs::write(partition.join("00000000000000000000.log"), b"").unwrap();
-        assert!(spares_being_filled(scratch.path()).is_empty());
-        std::fs::write(partition.join(".spare-2.tmp"), b"").unwrap();
+    fn finds_spares_not_ready() {
         assert_eq!(
-            spares_being_filled(scratch.path()),
-            [partition.join(".spare-2.tmp")]
+            spare_file_kind(".spare-00000000000000000008.tmp"),
+            Some(SpareFile::Filling)
         );
+        assert_eq!(
+            spare_file_kind(".spare-00000000000000000007.log"),
+            Some(SpareFile::Ready)
+        );
+        assert_eq!(spare_file_kind("00000000000000000000.log"), None);
+        assert_eq!(spare_file_kind("x.tmp"), None);
+        assert!(is_segment_file("00000000000000000000.log"));
+        assert!(!is_segment_file("00000000000000000000.index"));
+        assert!(!is_segment_file("0000000000000000000.log"));
+        assert!(!is_segment_file(".spare-0000000000000000000.log"));
+        let scratch = tempfile::tempdir().unwrap();
+        assert!(spares_not_ready(scratch.path()).is_empty());
+        let data = scratch.path().join("n3/data");
+        let partition = data.join("replicated-sync-0");
+        std::fs::create_dir_all(&partition).unwrap();
+        std::fs::create_dir_all(data.join("deleted")).unwrap();
+        std::fs::write(partition.join("00000000000000000000.log"), b"").unwrap();
+        assert_eq!(
+            spares_not_ready(scratch.path()),
+            std::slice::from_ref(&partition)
+        );
+        std::fs::write(partition.join(".spare-00000000000000000002.tmp"), b"").unwrap();
+        let mut not_ready = spares_not_ready(scratch.path());
+        not_ready.sort();
+        assert_eq!(
+            not_ready,
+            [
+                partition.clone(),
+                partition.join(".spare-00000000000000000002.tmp")
+            ]
+        );
+        std::fs::rename(
+            partition.join(".spare-00000000000000000002.tmp"),
+            partition.join(".spare-00000000000000000002.log"),
+        )
+        .unwrap();
+        assert!(spares_not_ready(scratch.path()).is_empty());
     }
 
     // Every topic asks for its ack mode and min_insync_replicas = 2, the names the node reads.

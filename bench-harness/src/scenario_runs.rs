@@ -13,8 +13,8 @@
 //! the end) is created with `--partitions` partitions, every node a replica, the mode's
 //! `ack_mode` (acks=1 rows: `async`, which acks=1 does not consult) and `min_insync_replicas`
 //! 2. Before each run the cluster settles: every partition's ISR holds every replica and no
-//! follower is behind (the leader's status document), and, locally, no node is zero-filling
-//! a spare segment. Then:
+//! follower is behind (the leader's status document), and, locally, every node has the
+//! filled spare segment of each partition ready (none still being zero-filled). Then:
 //!
 //! - the fixed-rate run (`open_loop`, or `closed_loop` with `--closed-loop`): the load at
 //!   `--rate-records-per-sec`, latency from each record's due time;
@@ -45,7 +45,7 @@ use crate::load_generator::{
 };
 use crate::options::{AckModeName, LoadShape, ModeName, Pacing, ScenarioOptions, Stall};
 use crate::progress::Progress;
-use crate::replicated_runs::{replication_counters, spares_being_filled, REPLICATION_COUNTERS};
+use crate::replicated_runs::{replication_counters, spares_not_ready, REPLICATION_COUNTERS};
 use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult};
 use crate::server_process::{load_generator_cpus, ClusterProcess, ClusterSpec};
 use crate::status_request::query_status;
@@ -383,10 +383,10 @@ impl Access<'_> {
         }
     }
 
-    /// Spare segments the local nodes are zero-filling (none known remotely).
-    fn spares_being_filled(&self) -> Vec<PathBuf> {
+    /// The local nodes' spare segments not filled yet (none known remotely).
+    fn spares_not_ready(&self) -> Vec<PathBuf> {
         match self {
-            Access::Local { dir, .. } => spares_being_filled(dir),
+            Access::Local { dir, .. } => spares_not_ready(dir),
             Access::Remote(_) => Vec::new(),
         }
     }
@@ -618,7 +618,8 @@ impl RunKind {
 }
 
 /// Waits until `topic`'s ISRs hold every replica and, with `settled`, no follower is behind
-/// and no local node is zero-filling a spare; returns how long that took.
+/// and every local node's spares are filled (`spares_not_ready`); returns how long that
+/// took.
 fn wait_for(
     access: &mut Access<'_>,
     topic: &str,
@@ -632,20 +633,20 @@ fn wait_for(
     loop {
         access.check_running()?;
         let state = access.topic_state(topic, partitions)?;
-        let filling = if settled {
-            access.spares_being_filled()
+        let spares = if settled {
+            access.spares_not_ready()
         } else {
             Vec::new()
         };
         let isr_full = state.isr_full(partitions, replicas);
-        if isr_full && (!settled || (state.lag_records == 0 && filling.is_empty())) {
+        if isr_full && (!settled || (state.lag_records == 0 && spares.is_empty())) {
             return Ok(started.elapsed());
         }
         if Instant::now() >= deadline {
             bail!(
                 "{topic} did not {} within {} s: the leader leads {} of its {partitions} \
                  partitions, smallest ISR {:?} of {replicas}, followers {} records behind, \
-                 spares being filled: {filling:?}",
+                 spares not ready: {spares:?}",
                 if settled { "settle" } else { "get full ISRs" },
                 wait_max.as_secs(),
                 state.partitions_led,
