@@ -10,9 +10,9 @@
 //!   handling.
 //! - `produce_saturated`: `producers` threads, each with its own `ringlog-client` producer
 //!   (one connection) and up to `in_flight_max` requests in flight, send 16 KiB batches of
-//!   16 records of 1 KiB as fast as the node answers. Records/s, MB/s and per-request latency, from the request
-//!   being written to its answer. Judged against `wal_saturated` at 16 KiB (>= 50% of its
-//!   MB/s).
+//!   16 records of 1 KiB as fast as the node answers. Records/s, MB/s and per-request
+//!   latency, from the request being written to its answer. Judged against `wal_saturated`
+//!   at 16 KiB (>= 50% of its MB/s).
 //!
 //! The records are those of the WAL-only runs (`wal_runs::record_value_bytes`), so the log
 //! stores batches of the same size with and without the network in front of it; MB/s counts
