@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::latency::{new_histogram, record_us, Stopwatch};
 use crate::report::{mb_per_s, LatencySummary};
+use crate::steal::{steal_percent_since, CpuTimes};
 
 /// Alignment of O_DIRECT buffers, positions and lengths (covers 512 B and 4 KiB sectors).
 const ALIGNMENT_BYTES: u64 = 4 * KIB;
@@ -84,6 +85,10 @@ pub struct Baselines {
     /// Samples behind `fdatasync_4k_concurrent_us`, all writers together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fdatasync_4k_concurrent_sample_count: Option<u64>,
+    /// Percent of the CPU time of the baselines' span that a hypervisor gave to other guests
+    /// (`steal.rs`); absent if /proc/stat could not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal_percent: Option<f64>,
 }
 
 /// How much each baseline measures.
@@ -137,6 +142,7 @@ pub fn measure_baselines(
     plan: BaselinePlan,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Baselines> {
+    let started = CpuTimes::now();
     let dir = data_dir.join("baseline");
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
@@ -164,6 +170,7 @@ pub fn measure_baselines(
         write_fdatasync_1m_mb_per_s: bandwidth_mb_per_s,
         write_fdatasync_1m_us: LatencySummary::from_histogram(&write_1m.histogram),
         write_fdatasync_1m_total_bytes: write_1m.total_bytes,
+        steal_percent: steal_percent_since(started),
         ..Baselines::default()
     })
 }

@@ -28,6 +28,7 @@ mod report;
 mod scenario_runs;
 mod server_process;
 mod status_request;
+mod steal;
 mod table;
 pub mod wal_runs;
 
@@ -47,6 +48,7 @@ use crate::loopback::{measure_rtt, RttPlan, LARGE_MESSAGE_BYTES, SMALL_MESSAGE_B
 use crate::options::{Pacing, ScenarioOptions, WalOptions};
 use crate::progress::Progress;
 use crate::report::Report;
+use crate::steal::{steal_percent_since, CpuTimes};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -278,6 +280,7 @@ fn measure_network_baselines(
     quick: bool,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Baselines> {
+    let started = CpuTimes::now();
     let mut baselines = measure_baselines(dir, BaselinePlan::for_mode(quick), progress)?;
     let rtt_plan = RttPlan::for_mode(quick);
     let small = measure_rtt(SMALL_MESSAGE_BYTES, rtt_plan)?;
@@ -289,6 +292,7 @@ fn measure_network_baselines(
     baselines.loopback_rtt_64b_us = Some(small.latency_us);
     baselines.loopback_rtt_1k_us = Some(large.latency_us);
     baselines.loopback_rtt_sample_count = Some(small.sample_count.min(large.sample_count));
+    baselines.steal_percent = steal_percent_since(started);
     Ok(baselines)
 }
 

@@ -57,6 +57,7 @@ use crate::produce_runs::{
 };
 use crate::report::{mb_per_s, per_s, Comparison, LatencySummary, RunResult, Target};
 use crate::server_process::{ClusterProcess, ClusterSpec};
+use crate::steal::{steal_percent_since, CpuTimes};
 use crate::wal_runs::records_per_batch;
 
 /// Nodes of the cluster, and replicas of every topic.
@@ -82,6 +83,10 @@ const WARMUP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 const SYNC_QD1_RATIO_MAX: f64 = 2.0;
 /// `ack_mode` reported for the acks=1 row, which does not wait for the topic's ack mode.
 const ACKS_LEADER_LABEL: &str = "acks=1";
+/// Run extra holding the run's steal time, percent of CPU time (`steal.rs`).
+pub(crate) const STEAL_KEY: &str = "steal_percent";
+/// Steal time from which a run gets a progress note, percent of CPU time.
+const STEAL_NOTE_PERCENT: f64 = 5.0;
 /// Name of the acks=1 row's topic.
 const ACKS_LEADER_TOPIC: &str = "replicated-acks1";
 
@@ -410,7 +415,9 @@ fn measure(
 ) -> anyhow::Result<Measured> {
     let settled_after = settle(cluster, dir, topic)?;
     let before = replication_counters(&cluster.leader().http_get("/metrics")?);
+    let cpu_before = CpuTimes::now();
     let mut measured = run()?;
+    let steal = steal_percent_since(cpu_before);
     cluster.check_running()?;
     let metrics = cluster.leader().http_get("/metrics")?;
     let after = replication_counters(&metrics);
@@ -448,6 +455,14 @@ fn measure(
         "settled_after_secs".into(),
         json!(settled_after.as_secs_f64()),
     );
+    if let Some(steal) = steal {
+        measured.extra.insert(STEAL_KEY.into(), json!(steal));
+        if steal >= STEAL_NOTE_PERCENT {
+            progress(&format!(
+                "replicated: note: the hypervisor gave {steal:.0}% of this machine's CPU time                  to other guests during this run (steal): its latencies are the neighbours'                  as much as ringlog's"
+            ));
+        }
+    }
     let summary = LatencySummary::from_histogram(&measured.histogram);
     progress(&format!(
         "replicated: {} requests answered, p50 {} µs, p99 {} µs",

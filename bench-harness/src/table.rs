@@ -5,9 +5,11 @@
 //! the table and the JSON of one run always agree.
 
 use ringlog_types::units::{KIB, MIB};
+use serde_json::Value;
 
 use crate::baseline::Baselines;
 use crate::environment::Environment;
+use crate::replicated_runs::STEAL_KEY;
 use crate::report::{
     latency_floor_plus_rtt, shared_host_sync_bound, BaselineRatios, Comparison, LatencySummary,
     RatioSummary, Report, RunResult, Target, TargetOutcome,
@@ -285,6 +287,12 @@ fn render_baselines(baselines: &Baselines, lines: &mut Vec<String>) {
             ));
         }
     }
+    if let Some(steal) = baselines.steal_percent {
+        lines.push(format!(
+            "  steal (CPU time a hypervisor gave to other guests) during these baselines  \
+             {steal:.1}%"
+        ));
+    }
 }
 
 /// The floor the replicated QD1 runs are divided by, when the report has such runs.
@@ -413,6 +421,10 @@ fn render_targets(runs: &[RunResult], baselines: &Baselines, lines: &mut Vec<Str
                 text.push_str("\n        ");
                 text.push_str(&shared);
             }
+            if let Some(steal) = format_steal(run, baselines) {
+                text.push_str("\n        ");
+                text.push_str(&steal);
+            }
             Some(text)
         })
         .collect();
@@ -440,6 +452,21 @@ fn format_shared_host_ratios(
          on one device commit at once, which nodes on separate hosts do not)",
         format_ratio(ratios.p50),
         format_ratio(ratios.p99)
+    ))
+}
+
+/// The steal time behind a verdict, for runs that measured their own (the replicated
+/// ones): a ratio between a baseline and a run that saw different neighbours on a shared
+/// host says little about ringlog.
+fn format_steal(run: &RunResult, baselines: &Baselines) -> Option<String> {
+    let run_steal = run.extra.get(STEAL_KEY).and_then(Value::as_f64)?;
+    let known =
+        |steal: Option<f64>| steal.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.1}%"));
+    Some(format!(
+        "(steal, CPU time a hypervisor gave to other guests: {} during the baselines, {} \
+         during this run)",
+        known(baselines.steal_percent),
+        known(Some(run_steal))
     ))
 }
 
@@ -638,6 +665,53 @@ mod tests {
         assert!(
             !text.contains("sync bound on one host"),
             "no concurrent baseline: {text}"
+        );
+        assert!(!text.contains("steal"), "no steal measured: {text}");
+    }
+
+    // The steal of the baselines is printed under them, and the verdict of a run that
+    // measured its own names both; unmeasured baselines are "unknown".
+    #[test]
+    fn renders_the_steal_behind_a_verdict() {
+        let mut baselines = baselines_with_rtt();
+        baselines.steal_percent = Some(12.5);
+        let mut run = sync_qd1_run();
+        run.extra.insert(STEAL_KEY.into(), serde_json::json!(40.0));
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
+            baselines.clone(),
+            vec![run],
+        );
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "steal (CPU time a hypervisor gave to other guests) during these baselines  12.5%"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("12.5% during the baselines, 40.0% during this run)"),
+            "{text}"
+        );
+        // Without the run's own steal the verdict says nothing about it.
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
+            baselines,
+            vec![sync_qd1_run()],
+        );
+        let text = render(&report);
+        assert!(!text.contains("during this run"), "{text}");
+        let mut run = sync_qd1_run();
+        run.extra.insert(STEAL_KEY.into(), serde_json::json!(3.0));
+        let report = Report::new(
+            Environment::collect(std::path::Path::new("/")),
+            baselines_with_rtt(),
+            vec![run],
+        );
+        let text = render(&report);
+        assert!(
+            text.contains("unknown during the baselines, 3.0% during this run)"),
+            "{text}"
         );
     }
 

@@ -377,6 +377,8 @@ fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
         "of fdatasync+RTT",
         "replicated_saturated",
         "replicated_qd1 (direct, sync)  target: p50 and p99 each <= 2x",
+        "steal (CPU time a hypervisor gave to other guests) during these baselines",
+        "% during the baselines, ",
     ] {
         assert!(
             stdout.contains(text),
@@ -391,6 +393,13 @@ fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
         "fdatasync_4k_concurrent_us",
     );
     assert_eq!(baselines["fdatasync_4k_concurrent_writer_count"], 3);
+    // This machine has /proc/stat, so the steal of the baselines and of every run is known.
+    let is_share = |value: &Value| {
+        value
+            .as_f64()
+            .is_some_and(|share| (0.0..=100.0).contains(&share))
+    };
+    assert!(is_share(&baselines["steal_percent"]), "{baselines}");
     assert!(
         baselines["fdatasync_4k_concurrent_sample_count"]
             .as_u64()
@@ -406,6 +415,7 @@ fn replicated_quick_runs_a_cluster_under_each_ack_mode() {
             assert!(run["records_per_s"].as_f64().unwrap() > 0.0, "{run}");
             assert_eq!(run["extra"]["replication_factor"], 3, "{run}");
             assert!(run["extra"]["replication_counters"].is_object(), "{run}");
+            assert!(is_share(&run["extra"]["steal_percent"]), "{run}");
             (
                 run["scenario"].as_str().unwrap(),
                 run["ack_mode"].as_str().unwrap(),
