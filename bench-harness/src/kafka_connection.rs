@@ -116,8 +116,8 @@ impl KafkaConnection {
     }
 
     /// Produces one batch (`records`, a whole RecordBatch) to `topic[partition]` at
-    /// `version` and waits for the answer (for acks 0 too: the server answers nothing then,
-    /// so acks 0 is refused here). Errors: the connection's, or the partition's error code.
+    /// `version` and waits for the answer. acks 0 is refused: the server answers nothing
+    /// then. Errors: the connection's, or the partition's error code.
     pub fn produce(
         &mut self,
         topic: &str,
